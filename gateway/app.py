@@ -1,0 +1,124 @@
+"""The one factory that builds the gateway: store, Graph API client, service, workers, routes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+from pymongo.errors import ConnectionFailure, PyMongoError
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway import rest
+from gateway.auth import TokenAuth
+from gateway.config import Settings
+from gateway.errors import GatewayError
+from gateway.service import Gateway
+from gateway.sources.facebook import routes as facebook_routes
+from gateway.sources.facebook.graph import GraphClient
+from gateway.store import Store
+from gateway.store.embedded import EmbeddedServer
+from gateway.workers import Worker
+
+log = logging.getLogger("gateway")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    graph_transport: httpx.AsyncBaseTransport | None = None,
+) -> Starlette:
+    """Build the ASGI app. Settings default to the environment, read here once."""
+    settings = settings or Settings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        embedded = None
+        url = settings.mongodb_url
+        if not url:
+            embedded = EmbeddedServer(settings.data_dir)
+            await embedded.start()
+            url = embedded.url
+        store = await Store.connect(url, settings.mongodb_database)
+        graph = GraphClient(
+            settings.graph_api_url, timeout=settings.graph_api_timeout, transport=graph_transport
+        )
+        gateway = Gateway(store, graph, settings)
+        poll = settings.worker_poll_seconds
+        workers = [
+            Worker("sender", gateway.deliver_due_messages, poll),
+            Worker("profiles", gateway.fetch_due_profiles, poll),
+            Worker("events", gateway.apply_unprocessed_events, max(poll, 30.0)),
+        ]
+        gateway.on_send_queued = workers[0].wake
+        gateway.on_profile_due = workers[1].wake
+        app.state.gateway = gateway
+        app.state.store = store
+        for worker in workers:
+            worker.start()
+        store_text = settings.store_description
+        if embedded:
+            store_text += f" (mongodb://127.0.0.1:{embedded.port})"
+        log.info("Messenger Gateway listening on http://%s:%s, store: %s",
+                 settings.host, settings.port, store_text)
+        try:
+            yield
+        finally:
+            for worker in workers:
+                await worker.stop()
+            await graph.aclose()
+            await store.close()
+            if embedded:
+                await embedded.stop()
+
+    app = Starlette(
+        routes=[
+            *facebook_routes.routes,
+            *rest.routes,
+            Route("/health", health, methods=["GET"]),
+        ],
+        middleware=[Middleware(TokenAuth, token=settings.system_token)],
+        exception_handlers={
+            GatewayError: gateway_error,
+            ConnectionFailure: store_unavailable,
+            PyMongoError: store_error,
+            Exception: unexpected_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    return app
+
+
+async def health(request: Request) -> Response:
+    try:
+        await request.app.state.store.ping()
+    except PyMongoError:
+        return JSONResponse({"status": "unavailable", "store": "unreachable"}, status_code=503)
+    return JSONResponse({"status": "ok", "store": "ok"})
+
+
+async def gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return JSONResponse({"message": exc.message}, status_code=exc.status)
+
+
+async def store_unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("store unreachable while serving %s: %s", request.url.path, type(exc).__name__)
+    return JSONResponse({"message": "the store is unavailable, try again shortly"},
+                        status_code=503)
+
+
+async def store_error(request: Request, exc: Exception) -> Response:
+    log.error("store error while serving %s", request.url.path, exc_info=exc)
+    return JSONResponse({"message": "the store could not complete the request"}, status_code=503)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    log.error("unexpected error while serving %s", request.url.path, exc_info=exc)
+    return JSONResponse({"message": "internal error"}, status_code=500)

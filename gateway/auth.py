@@ -1,0 +1,51 @@
+"""`SYSTEM_TOKEN` guard: every route but the public ones needs `Authorization: Bearer <token>`."""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+# The webhook is guarded by Meta's signature instead; health checks come from load balancers.
+PUBLIC_PATHS = ("/facebook", "/health")
+
+
+def token_of(header: str) -> str:
+    """The token in an Authorization header: `Bearer <token>`, or the raw token as Airy allows."""
+    scheme, _, rest = header.strip().partition(" ")
+    return rest.strip() if scheme.lower() == "bearer" else header.strip()
+
+
+def token_matches(expected: str, presented: str) -> bool:
+    return hmac.compare_digest(expected.encode(), presented.encode())
+
+
+class TokenAuth:
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.token or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        header = ""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                header = value.decode("latin-1")
+        if not header.strip():
+            await _refuse(send, 401, "Authorization: Bearer <token> is required")
+        elif not token_matches(self.token, token_of(header)):
+            await _refuse(send, 403, "the API token is not valid")
+        else:
+            await self.app(scope, receive, send)
+
+
+async def _refuse(send: Send, status: int, message: str) -> None:
+    body = json.dumps({"message": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,92 @@
+"""Settings, read from the environment once, in this one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_GRAPH_API_URL = "https://graph.facebook.com/v21.0"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the gateway cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    facebook_app_id: str = ""
+    facebook_app_secret: str = ""
+    facebook_webhook_secret: str = ""
+    graph_api_url: str = DEFAULT_GRAPH_API_URL
+    graph_api_timeout: float = 10.0
+    mongodb_url: str = ""
+    mongodb_database: str = "messenger_gateway"
+    data_dir: str = "./data"
+    system_token: str = ""
+    send_max_attempts: int = 6
+    retry_base_seconds: float = 2.0
+    retry_max_seconds: float = 300.0
+    worker_poll_seconds: float = 1.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `env` (default: the process environment)."""
+        env = os.environ if env is None else env
+
+        def text(name: str, default: str) -> str:
+            return env.get(name, "").strip() or default
+
+        def number(name: str, default: float, kind: type = float, minimum: float = 0) -> float:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise ConfigError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
+            if value < minimum:
+                raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+            return value
+
+        database = text("MONGODB_DATABASE", cls.mongodb_database)
+        if not database.replace("_", "").isalnum() or not database.isascii():
+            raise ConfigError("MONGODB_DATABASE may hold only letters, digits and underscores")
+        log_level = text("LOG_LEVEL", cls.log_level).upper()
+        if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError("LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        return cls(
+            host=text("HOST", cls.host),
+            port=int(number("PORT", cls.port, int, 0)),
+            facebook_app_id=text("FACEBOOK_APP_ID", ""),
+            facebook_app_secret=text("FACEBOOK_APP_SECRET", ""),
+            facebook_webhook_secret=text("FACEBOOK_WEBHOOK_SECRET", ""),
+            graph_api_url=text("FACEBOOK_GRAPH_API_URL", DEFAULT_GRAPH_API_URL).rstrip("/"),
+            graph_api_timeout=number("GRAPH_API_TIMEOUT_SECONDS", cls.graph_api_timeout, float, 0.1),
+            mongodb_url=text("MONGODB_URL", ""),
+            mongodb_database=database,
+            data_dir=text("DATA_DIR", cls.data_dir),
+            system_token=text("SYSTEM_TOKEN", ""),
+            send_max_attempts=int(number("SEND_MAX_ATTEMPTS", cls.send_max_attempts, int, 1)),
+            retry_base_seconds=number("RETRY_BASE_SECONDS", cls.retry_base_seconds, float, 0.01),
+            retry_max_seconds=number("RETRY_MAX_SECONDS", cls.retry_max_seconds, float, 0.01),
+            worker_poll_seconds=number("WORKER_POLL_SECONDS", cls.worker_poll_seconds, float, 0.01),
+            log_level=log_level,
+        )
+
+    def __repr__(self) -> str:  # secrets never reach a log through repr()
+        return f"Settings(host={self.host!r}, port={self.port}, store={self.store_description!r})"
+
+    @property
+    def store_description(self) -> str:
+        """Where data lives, without credentials, for the start-up log line."""
+        if not self.mongodb_url:
+            return f"embedded nx-27017 in {self.data_dir}"
+        url = self.mongodb_url
+        scheme, _, rest = url.partition("://")
+        if "@" in rest.split("/", 1)[0]:
+            rest = rest.split("@", 1)[1]
+        return f"MongoDB {scheme}://{rest.split('?', 1)[0]} database {self.mongodb_database}"

@@ -1,0 +1,118 @@
+"""Airy-compatible routes: `POST /<noun>.<verb>` with a JSON body. Parse, call the service, shape."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.errors import InvalidInput
+from gateway.rest import bodies
+from gateway.rest.shapes import (
+    channel_json,
+    contact_json,
+    conversation_json,
+    message_json,
+    page_json,
+)
+from gateway.service import Gateway
+
+Handler = Callable[[Gateway, Any], Awaitable[Response]]
+
+
+async def read_json(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("request body is not valid JSON") from None
+
+
+def post(path: str, model: type[bodies.Body], handler: Handler) -> Route:
+    async def endpoint(request: Request) -> Response:
+        body = bodies.parse(model, await read_json(request))
+        return await handler(request.app.state.gateway, body)
+
+    return Route(path, endpoint, methods=["POST"], name=path.strip("/"))
+
+
+def no_content() -> Response:
+    return Response(status_code=204)
+
+
+async def connect_facebook(gw: Gateway, body: bodies.ConnectFacebook) -> Response:
+    channel = await gw.connect_facebook_channel(
+        body.page_id, body.page_token, name=body.name, image_url=body.image_url
+    )
+    return JSONResponse(channel_json(channel))
+
+
+async def disconnect_facebook(gw: Gateway, body: bodies.ChannelRef) -> Response:
+    await gw.disconnect_channel(body.channel_id)
+    return no_content()
+
+
+async def channels_list(gw: Gateway, body: bodies.ChannelsList) -> Response:
+    channels = await gw.list_channels(source=body.source)
+    return JSONResponse({"data": [channel_json(c) for c in channels]})
+
+
+async def channels_info(gw: Gateway, body: bodies.ChannelRef) -> Response:
+    return JSONResponse(channel_json(await gw.get_channel(body.channel_id)))
+
+
+async def channels_update(gw: Gateway, body: bodies.ChannelUpdate) -> Response:
+    channel = await gw.update_channel(body.channel_id, name=body.name, image_url=body.image_url)
+    return JSONResponse(channel_json(channel))
+
+
+async def conversations_list(gw: Gateway, body: bodies.ConversationsList) -> Response:
+    page = await gw.list_conversations(
+        channel_id=body.channel_id, cursor=body.cursor, page_size=body.page_size
+    )
+    return JSONResponse(page_json(page, conversation_json))
+
+
+async def conversations_info(gw: Gateway, body: bodies.ConversationRef) -> Response:
+    return JSONResponse(conversation_json(await gw.get_conversation(body.conversation_id)))
+
+
+async def conversations_read(gw: Gateway, body: bodies.ConversationRef) -> Response:
+    await gw.mark_conversation_read(body.conversation_id)
+    return no_content()
+
+
+async def messages_list(gw: Gateway, body: bodies.MessagesList) -> Response:
+    view = await gw.get_conversation(body.conversation_id)
+    page = await gw.list_messages(body.conversation_id, cursor=body.cursor,
+                                  page_size=body.page_size)
+    contact = contact_json(view.conversation.contact, view.conversation.id)
+    return JSONResponse(page_json(page, lambda m: message_json(m, contact)))
+
+
+async def messages_send(gw: Gateway, body: bodies.MessagesSend) -> Response:
+    message = await gw.send_message(
+        body.conversation_id, body.message, messaging_type=body.messaging_type, tag=body.tag
+    )
+    return JSONResponse(message_json(message))
+
+
+routes = [
+    post("/channels.facebook.connect", bodies.ConnectFacebook, connect_facebook),
+    post("/channels.facebook.disconnect", bodies.ChannelRef, disconnect_facebook),
+    post("/channels.list", bodies.ChannelsList, channels_list),
+    post("/channels.info", bodies.ChannelRef, channels_info),
+    post("/channels.update", bodies.ChannelUpdate, channels_update),
+    post("/conversations.list", bodies.ConversationsList, conversations_list),
+    post("/conversations.info", bodies.ConversationRef, conversations_info),
+    post("/conversations.read", bodies.ConversationRef, conversations_read),
+    post("/conversations.mark-read", bodies.ConversationRef, conversations_read),
+    post("/messages.list", bodies.MessagesList, messages_list),
+    post("/messages.send", bodies.MessagesSend, messages_send),
+]

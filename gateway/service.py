@@ -1,0 +1,378 @@
+"""The use-cases. REST routes, the webhook and (next) GraphQL resolvers all call these, and only these.
+
+Nothing here knows HTTP or JSON shapes: it takes plain values, returns domain objects and raises
+`gateway.errors` for what a caller can act on.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gateway.config import Settings
+from gateway.domain import (
+    Channel,
+    ConversationView,
+    DeliveryState,
+    EventKind,
+    InboundEvent,
+    Message,
+    Page,
+    SenderType,
+    new_id,
+    now_ms,
+)
+from gateway.errors import Forbidden, InvalidInput, NotFound, UpstreamError, UpstreamRefused
+from gateway.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE_SIZE = 100
+# Our message id rides in the Send API's `metadata`, so the echo Meta sends back names it.
+ECHO_METADATA_PREFIX = "mg:"
+MESSAGING_TYPES = ("RESPONSE", "UPDATE", "MESSAGE_TAG")
+
+
+class GraphApi(Protocol):
+    """What the service needs of the Graph API (`gateway.sources.facebook.graph.GraphClient`)."""
+
+    async def get_page(self, page_id: str, token: str) -> dict[str, Any]: ...
+    async def subscribe_app(self, page_id: str, token: str) -> None: ...
+    async def unsubscribe_app(self, page_id: str, token: str) -> None: ...
+    async def get_profile(self, psid: str, token: str) -> dict[str, Any]: ...
+    async def send_message(
+        self, token: str, recipient_id: str, message: Any, *,
+        messaging_type: str = "RESPONSE", tag: str | None = None,
+    ) -> str: ...
+
+
+@dataclass
+class IngestResult:
+    received: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    ignored: int = 0
+
+
+class Gateway:
+    def __init__(self, store: Store, graph: GraphApi, settings: Settings) -> None:
+        self.store = store
+        self.graph = graph
+        self.settings = settings
+        # Set by the app: called when a send or a profile fetch is due, to wake its worker now.
+        self.on_send_queued: Callable[[], None] = lambda: None
+        self.on_profile_due: Callable[[], None] = lambda: None
+
+    # --- channels ---------------------------------------------------------------------------
+
+    async def connect_facebook_channel(
+        self, page_id: str, page_token: str, name: str | None = None, image_url: str | None = None
+    ) -> Channel:
+        """Subscribe the app to the page, then store it; a Graph refusal stores nothing."""
+        page_id, page_token = page_id.strip(), page_token.strip()
+        if not page_id.isdigit():
+            raise InvalidInput("page_id must be the numeric id of a Facebook page")
+        if not page_token:
+            raise InvalidInput("page_token must not be empty")
+        if not name or image_url is None:
+            page = await self.graph.get_page(page_id, page_token)
+            name = name or page.get("name") or f"Facebook page {page_id}"
+            image_url = image_url if image_url is not None else page.get("image_url")
+        await self.graph.subscribe_app(page_id, page_token)
+        channel = await self.store.channels.save_connected(
+            page_id, name, image_url, page_token, now_ms()
+        )
+        log.info("channel %s connected (page %s)", channel.id, page_id)
+        return channel
+
+    async def disconnect_channel(self, channel_id: str) -> Channel:
+        """Unsubscribe the app and mark the channel disconnected; its history stays."""
+        channel = await self.store.channels.get(channel_id)
+        if channel is None:
+            raise NotFound(f"channel {channel_id} not found")
+        if channel.connected and channel.page_token:
+            try:
+                await self.graph.unsubscribe_app(channel.source_channel_id, channel.page_token)
+            except UpstreamRefused as exc:
+                # The token no longer works (revoked, page removed): nothing left to undo at Meta.
+                log.warning("channel %s: Meta refused the unsubscribe: %s", channel_id, exc.message)
+        disconnected = await self.store.channels.set_disconnected(channel_id, now_ms())
+        log.info("channel %s disconnected", channel_id)
+        return disconnected or channel
+
+    async def list_channels(self, source: str | None = None) -> list[Channel]:
+        return await self.store.channels.list(source=source)
+
+    async def get_channel(self, channel_id: str) -> Channel:
+        channel = await self.store.channels.get(channel_id)
+        if channel is None or not channel.connected:
+            raise NotFound(f"channel {channel_id} not found")
+        return channel
+
+    async def update_channel(
+        self, channel_id: str, name: str | None = None, image_url: str | None = None
+    ) -> Channel:
+        changes = {k: v for k, v in (("name", name), ("image_url", image_url)) if v is not None}
+        if "name" in changes and not changes["name"].strip():
+            raise InvalidInput("name must not be empty")
+        if not changes:
+            return await self.get_channel(channel_id)
+        channel = await self.store.channels.update(channel_id, changes, now_ms())
+        if channel is None:
+            raise NotFound(f"channel {channel_id} not found")
+        return channel
+
+    # --- conversations ----------------------------------------------------------------------
+
+    async def list_conversations(
+        self, channel_id: str | None = None, cursor: str | None = None, page_size: int = 20
+    ) -> Page:
+        """Newest activity first, each with its channel and last message."""
+        _check_page_size(page_size)
+        channel_ids = [channel_id] if channel_id else None
+        items, next_cursor, total = await self.store.conversations.page(
+            channel_ids, cursor, page_size
+        )
+        views = await self._views(items)
+        return Page(items=views, next_cursor=next_cursor, previous_cursor=cursor, total=total)
+
+    async def get_conversation(self, conversation_id: str) -> ConversationView:
+        conversation = await self.store.conversations.get(conversation_id)
+        if conversation is None:
+            raise NotFound(f"conversation {conversation_id} not found")
+        return (await self._views([conversation]))[0]
+
+    async def mark_conversation_read(self, conversation_id: str) -> None:
+        if not await self.store.conversations.mark_read(conversation_id):
+            raise NotFound(f"conversation {conversation_id} not found")
+
+    async def _views(self, conversations) -> list[ConversationView]:
+        """Join channels and last messages with one query each, whatever the page size."""
+        channels = await self.store.channels.many([c.channel_id for c in conversations])
+        last_ids = [c.last_message_id for c in conversations if c.last_message_id]
+        messages = await self.store.messages.many(last_ids) if last_ids else {}
+        return [
+            ConversationView(c, channels[c.channel_id], messages.get(c.last_message_id or ""))
+            for c in conversations
+            if c.channel_id in channels
+        ]
+
+    # --- messages ---------------------------------------------------------------------------
+
+    async def list_messages(
+        self, conversation_id: str, cursor: str | None = None, page_size: int = 20
+    ) -> Page:
+        _check_page_size(page_size)
+        if await self.store.conversations.get(conversation_id) is None:
+            raise NotFound(f"conversation {conversation_id} not found")
+        items, next_cursor, total = await self.store.messages.page(
+            conversation_id, cursor, page_size
+        )
+        return Page(items=items, next_cursor=next_cursor, previous_cursor=cursor, total=total)
+
+    async def send_message(
+        self,
+        conversation_id: str,
+        message: dict[str, Any],
+        messaging_type: str | None = None,
+        tag: str | None = None,
+    ) -> Message:
+        """Store the message as pending; a worker delivers it through the Send API."""
+        if not isinstance(message, dict) or not message:
+            raise InvalidInput("message must be a non-empty object, e.g. {\"text\": \"Hello\"}")
+        messaging_type = messaging_type or ("MESSAGE_TAG" if tag else "RESPONSE")
+        if messaging_type not in MESSAGING_TYPES:
+            raise InvalidInput(f"messaging_type must be one of {', '.join(MESSAGING_TYPES)}")
+        if messaging_type == "MESSAGE_TAG" and not tag:
+            raise InvalidInput("tag is required when messaging_type is MESSAGE_TAG")
+        conversation = await self.store.conversations.get(conversation_id)
+        if conversation is None:
+            raise NotFound(f"conversation {conversation_id} not found")
+        channel = await self.store.channels.get(conversation.channel_id)
+        if channel is None or not channel.connected:
+            raise Forbidden("the conversation's channel is disconnected")
+        sent = Message(
+            id=new_id(), conversation_id=conversation.id, channel_id=channel.id, content=message,
+            sender_type=SenderType.APP, state=DeliveryState.PENDING, sent_at=now_ms(),
+        )
+        await self.store.messages.insert(
+            sent, send_attempts=0, send_next_at=0, messaging_type=messaging_type, message_tag=tag
+        )
+        await self.store.conversations.note_message(conversation.id, sent.id, sent.sent_at, False)
+        self.on_send_queued()
+        return sent
+
+    async def deliver_due_messages(self) -> int:
+        """Send every message whose turn has come; returns how many were tried."""
+        tried = 0
+        lease_ms = int((self.settings.graph_api_timeout * 2 + 5) * 1000)
+        while claimed := await self.store.messages.claim_due_send(now_ms(), lease_ms):
+            message, send = claimed
+            tried += 1
+            await self._deliver(message, send)
+        return tried
+
+    async def _deliver(self, message: Message, send: dict[str, Any]) -> None:
+        attempts = int(send.get("send_attempts") or 0) + 1
+        channel = await self.store.channels.get(message.channel_id)
+        conversation = await self.store.conversations.get(message.conversation_id)
+        if channel is None or not channel.connected or conversation is None:
+            error = {"message": "the conversation's channel is disconnected", "transient": False}
+            await self.store.messages.mark_failed(message.id, error, attempts)
+            return
+        payload = dict(message.content)
+        payload.setdefault("metadata", ECHO_METADATA_PREFIX + message.id)
+        try:
+            mid = await self.graph.send_message(
+                channel.page_token, conversation.contact.id, payload,
+                messaging_type=send.get("messaging_type") or "RESPONSE",
+                tag=send.get("message_tag"),
+            )
+        except UpstreamError as exc:
+            if exc.transient and attempts < self.settings.send_max_attempts:
+                delay = self.backoff(attempts)
+                log.info("message %s: attempt %d failed (%s), retrying in %.1fs",
+                         message.id, attempts, exc.message, delay)
+                await self.store.messages.retry_later(
+                    message.id, exc.to_dict(), attempts, now_ms() + int(delay * 1000)
+                )
+            else:
+                log.warning("message %s failed after %d attempt(s): %s",
+                            message.id, attempts, exc.message)
+                await self.store.messages.mark_failed(message.id, exc.to_dict(), attempts)
+            return
+        await self.store.messages.mark_delivered(message.id, mid)
+
+    def backoff(self, attempts: int) -> float:
+        """Exponential backoff with jitter: about base·2^(n-1) seconds, capped."""
+        delay = self.settings.retry_base_seconds * 2 ** (attempts - 1)
+        return min(delay, self.settings.retry_max_seconds) * random.uniform(0.5, 1.0)
+
+    # --- contacts ---------------------------------------------------------------------------
+
+    async def fetch_due_profiles(self) -> int:
+        """Fetch the contact profiles that are due; a failure is retried later with backoff."""
+        tried = 0
+        lease_ms = int((self.settings.graph_api_timeout * 2 + 5) * 1000)
+        while conversation := await self.store.conversations.claim_profile_fetch(
+            now_ms(), lease_ms
+        ):
+            tried += 1
+            channel = await self.store.channels.get(conversation.channel_id)
+            attempts = await self.store.conversations.profile_attempts(conversation.id) + 1
+            try:
+                if channel is None or not channel.connected:
+                    raise UpstreamRefused("the conversation's channel is disconnected")
+                profile = await self.graph.get_profile(conversation.contact.id, channel.page_token)
+            except UpstreamError as exc:
+                delay = self.backoff(attempts)
+                log.warning("profile of conversation %s: attempt %d failed (%s), retrying in %.0fs",
+                            conversation.id, attempts, exc.message, delay)
+                await self.store.conversations.profile_failed(
+                    conversation.id, exc.message, attempts, now_ms() + int(delay * 1000)
+                )
+                continue
+            await self.store.conversations.profile_fetched(
+                conversation.id, profile.get("display_name"), profile.get("avatar_url")
+            )
+        return tried
+
+    # --- webhook events ---------------------------------------------------------------------
+
+    async def ingest_events(self, events: list[InboundEvent]) -> IngestResult:
+        """Store the events, then apply each once. Returns when all are stored and applied."""
+        result = IngestResult(received=len(events))
+        pending = await self.store.events.record(events, now_ms())
+        result.duplicates = len(events) - len(pending)
+        await self._apply_all(pending, result)
+        return result
+
+    async def apply_unprocessed_events(self, older_than_ms: int = 60_000) -> int:
+        """Apply events that were stored but never applied (a process died in between)."""
+        events = await self.store.events.unprocessed(now_ms() - older_than_ms)
+        await self._apply_all(events, IngestResult(received=len(events)))
+        return len(events)
+
+    async def _apply_all(self, events: list[InboundEvent], result: IngestResult) -> None:
+        channels: dict[str, Channel | None] = {}
+        for event in events:
+            if event.page_id not in channels:
+                channels[event.page_id] = await self.store.channels.by_page(event.page_id)
+            channel = channels[event.page_id]
+            if channel is None or not channel.connected:
+                log.info("ignored a %s event for page %s: no connected channel",
+                         event.kind.value, event.page_id)
+                result.ignored += 1
+            else:
+                await self._apply(channel, event)
+                result.applied += 1
+        await self.store.events.mark_processed([e.key for e in events])
+
+    async def _apply(self, channel: Channel, event: InboundEvent) -> None:
+        kind = event.kind
+        if kind in (EventKind.MESSAGE, EventKind.POSTBACK, EventKind.ECHO):
+            await self._apply_message(channel, event)
+        elif kind is EventKind.REACTION and event.source_message_id and event.reaction:
+            reaction = None
+            if event.reaction["action"] == "react":
+                reaction = {"emoji": event.reaction.get("emoji"),
+                            "reaction": event.reaction.get("reaction"), "sent_at": event.timestamp}
+            await self.store.messages.react(event.source_message_id, reaction, event.timestamp)
+        elif kind in (EventKind.DELIVERY, EventKind.READ) and event.contact_id:
+            conversation = await self.store.conversations.find(channel.id, event.contact_id)
+            if conversation is None:
+                return
+            if kind is EventKind.DELIVERY:
+                await self.store.messages.delivered_up_to(
+                    conversation.id, event.mids, event.watermark
+                )
+            elif event.watermark is not None:
+                await self.store.messages.read_up_to(conversation.id, event.watermark)
+        # UNKNOWN: the raw event is kept in the events log; there is nothing more to do.
+
+    async def _apply_message(self, channel: Channel, event: InboundEvent) -> None:
+        if not event.contact_id:
+            return
+        if event.source_message_id:
+            known = await self.store.messages.by_mid(event.source_message_id)
+            if known:  # stored before; make sure the conversation shows it (idempotent)
+                await self.store.conversations.note_message(
+                    known.conversation_id, known.id, known.sent_at, unread=False
+                )
+                return
+        conversation, created = await self.store.conversations.get_or_create(
+            channel.id, event.contact_id, event.timestamp
+        )
+        if created:
+            self.on_profile_due()
+        if event.kind is EventKind.ECHO:
+            app_id = self.settings.facebook_app_id
+            ours = event.app_id is not None and event.app_id == app_id
+            metadata = event.echo_metadata or ""
+            if (ours or not app_id) and metadata.startswith(ECHO_METADATA_PREFIX):
+                our_id = metadata[len(ECHO_METADATA_PREFIX):]
+                if await self.store.messages.reconcile_echo(
+                    our_id, event.source_message_id or "", conversation.id
+                ):
+                    return
+            sender = SenderType.APP if ours else SenderType.PAGE
+        else:
+            sender = SenderType.CONTACT
+        message = Message(
+            id=new_id(), conversation_id=conversation.id, channel_id=channel.id, content=event.raw,
+            sender_type=sender, state=DeliveryState.DELIVERED, sent_at=event.timestamp,
+            source_message_id=event.source_message_id, kind=event.kind.value,
+        )
+        if await self.store.messages.insert(message):
+            await self.store.conversations.note_message(
+                conversation.id, message.id, event.timestamp,
+                unread=sender is SenderType.CONTACT,
+            )
+
+
+def _check_page_size(page_size: int) -> None:
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"page_size must be between 1 and {MAX_PAGE_SIZE}")

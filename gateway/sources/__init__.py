@@ -1,0 +1,1 @@
+"""Message sources. Facebook Messenger is the one this gateway speaks."""

@@ -1,0 +1,1 @@
+"""Facebook Messenger: webhook parsing, signature check, Graph API client, webhook routes."""

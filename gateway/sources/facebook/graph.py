@@ -1,0 +1,148 @@
+"""Graph API client over httpx: the only code that talks to Meta.
+
+Page tokens travel as the `access_token` parameter, as Meta documents. httpx logs request URLs at
+INFO level, so `gateway.logs` keeps the httpx loggers at WARNING: no token reaches a log.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+
+from gateway.errors import UpstreamError, UpstreamRefused, UpstreamUnavailable
+
+log = logging.getLogger(__name__)
+
+# Messenger webhook fields the app subscribes a page to (the ones Airy subscribes to).
+SUBSCRIBED_FIELDS = (
+    "messages,messaging_postbacks,message_echoes,message_deliveries,message_reads,"
+    "message_reactions,messaging_referrals,messaging_optins,standby,messaging_handovers"
+)
+
+# Graph error codes that say "try again later": unknown/service errors, throttling and rate limits.
+TRANSIENT_CODES = frozenset({1, 2, 4, 17, 32, 341, 613, 80001, 80006})
+
+
+class GraphClient:
+    """Calls the Graph API. Errors come out as `UpstreamRefused` or `UpstreamUnavailable`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/",
+            timeout=timeout,
+            transport=transport,
+            headers={"User-Agent": "messenger-gateway"},
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def get_page(self, page_id: str, token: str) -> dict[str, Any]:
+        """The page's name and picture URL."""
+        data = await self._call(
+            "GET", page_id, token, params={"fields": "id,name,picture{url}"}
+        )
+        picture = data.get("picture")
+        image_url = None
+        if isinstance(picture, dict) and isinstance(picture.get("data"), dict):
+            image_url = picture["data"].get("url")
+        return {"id": str(data.get("id", page_id)), "name": data.get("name"), "image_url": image_url}
+
+    async def subscribe_app(self, page_id: str, token: str) -> None:
+        """Have Meta send this page's Messenger events to the app's webhook."""
+        await self._call(
+            "POST", f"{page_id}/subscribed_apps", token,
+            params={"subscribed_fields": SUBSCRIBED_FIELDS},
+        )
+
+    async def unsubscribe_app(self, page_id: str, token: str) -> None:
+        await self._call("DELETE", f"{page_id}/subscribed_apps", token)
+
+    async def get_profile(self, psid: str, token: str) -> dict[str, Any]:
+        """A person's name and picture, as far as the page may see them."""
+        data = await self._call(
+            "GET", psid, token, params={"fields": "first_name,last_name,profile_pic"}
+        )
+        name = " ".join(
+            str(part) for part in (data.get("first_name"), data.get("last_name")) if part
+        )
+        return {"display_name": name or data.get("name") or None, "avatar_url": data.get("profile_pic")}
+
+    async def send_message(
+        self,
+        token: str,
+        recipient_id: str,
+        message: Any,
+        *,
+        messaging_type: str = "RESPONSE",
+        tag: str | None = None,
+    ) -> str:
+        """Send API: deliver `message` to the person; returns Meta's message id."""
+        body: dict[str, Any] = {
+            "recipient": {"id": recipient_id},
+            "messaging_type": messaging_type,
+            "message": message,
+        }
+        if tag:
+            body["tag"] = tag
+        data = await self._call("POST", "me/messages", token, json=body)
+        message_id = data.get("message_id")
+        if not isinstance(message_id, str) or not message_id:
+            raise UpstreamUnavailable("the Send API answered without a message_id")
+        return message_id
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        token: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+    ) -> dict[str, Any]:
+        query = {**(params or {}), "access_token": token}
+        try:
+            response = await self._http.request(method, path, params=query, json=json)
+        except httpx.TimeoutException:
+            raise UpstreamUnavailable("the Graph API did not answer in time") from None
+        except httpx.TransportError as exc:
+            raise UpstreamUnavailable(
+                f"the Graph API could not be reached ({type(exc).__name__})"
+            ) from None
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if response.is_success and isinstance(data, dict) and "error" not in data:
+            return data
+        raise _error_from(response.status_code, data)
+
+
+def _error_from(status: int, data: Any) -> UpstreamError:
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        kind = UpstreamUnavailable if status >= 500 or status == 429 else UpstreamRefused
+        return kind(f"the Graph API answered HTTP {status}", http_status=status)
+    code = error.get("code") if isinstance(error.get("code"), int) else None
+    subcode = error.get("error_subcode") if isinstance(error.get("error_subcode"), int) else None
+    message = str(error.get("message") or f"Graph API error (HTTP {status})")
+    transient = status >= 500 or status == 429 or code in TRANSIENT_CODES or bool(
+        error.get("is_transient")
+    )
+    kind = UpstreamUnavailable if transient else UpstreamRefused
+    trace = error.get("fbtrace_id")
+    return kind(
+        message,
+        graph_code=code,
+        graph_subcode=subcode,
+        http_status=status,
+        fbtrace_id=str(trace) if trace else None,
+    )

@@ -1,0 +1,527 @@
+"""MongoDB repositories. Domain dataclasses go in and come out; documents never leave this module.
+
+Written for what both real MongoDB and the embedded nx-27017 server do the same way: collection
+names of `[a-z_]`, indexes created idempotently by key, fields always present (never queried as
+missing), `_id` kept out of compound indexes, and upserts avoided where an insert that may meet a
+duplicate key says the same thing more plainly.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import asdict, fields
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from gateway.domain import (
+    Channel,
+    Contact,
+    Conversation,
+    DeliveryState,
+    EventKind,
+    FetchState,
+    InboundEvent,
+    Message,
+    SenderType,
+    new_id,
+)
+from gateway.errors import InvalidInput
+
+DUPLICATE_KEY = 11000
+
+# (collection, keys, options): every index the queries below rely on.
+INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, Any]]] = [
+    ("channels", [("source_channel_id", ASCENDING)], {"unique": True}),
+    ("conversations", [("channel_id", ASCENDING), ("contact_id", ASCENDING)], {"unique": True}),
+    ("conversations", [("last_message_at", DESCENDING)], {}),
+    ("conversations", [("profile_due", ASCENDING), ("profile_next_at", ASCENDING)], {}),
+    ("messages", [("mid", ASCENDING)],
+     {"unique": True, "partialFilterExpression": {"mid": {"$type": "string"}}}),
+    ("messages", [("conversation_id", ASCENDING), ("sent_at", DESCENDING)], {}),
+    ("messages", [("state", ASCENDING), ("send_next_at", ASCENDING)], {}),
+    ("events", [("processed", ASCENDING), ("received_at", ASCENDING)], {}),
+]
+
+
+class Store:
+    """One database: channels, conversations, messages and the raw events log."""
+
+    def __init__(self, client: AsyncMongoClient, database: str) -> None:
+        self.client = client
+        self.db = client[database]
+        self.channels = ChannelRepo(self.db.channels)
+        self.conversations = ConversationRepo(self.db.conversations)
+        self.messages = MessageRepo(self.db.messages)
+        self.events = EventRepo(self.db.events)
+
+    @classmethod
+    async def connect(cls, url: str, database: str, *, timeout_ms: int = 10_000) -> Store:
+        client: AsyncMongoClient = AsyncMongoClient(
+            url, serverSelectionTimeoutMS=timeout_ms, tz_aware=True, uuidRepresentation="standard"
+        )
+        store = cls(client, database)
+        await store.ping()
+        await store.ensure_indexes()
+        return store
+
+    async def ping(self) -> None:
+        await self.client.admin.command("ping")
+
+    async def ensure_indexes(self) -> None:
+        """Create missing indexes, recognised by their keys (names may differ between servers)."""
+        for name, keys, options in INDEXES:
+            collection = self.db[name]
+            existing = await collection.index_information()
+            known = {tuple((k, 1) for k, _ in spec["key"]) for spec in existing.values()}
+            if tuple((k, 1) for k, _ in keys) in known:
+                continue
+            await collection.create_index(keys, **options)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+# --- cursors --------------------------------------------------------------------------------
+
+
+def encode_cursor(sort_value: int, item_id: str) -> str:
+    raw = f"{sort_value}:{item_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value, _, item_id = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
+        return int(value), item_id
+    except (ValueError, binascii.Error, UnicodeError):
+        raise InvalidInput("cursor is not one this gateway handed out") from None
+
+
+def _after(field: str, value: int, item_id: str) -> dict[str, Any]:
+    """Items that sort after (value, id) in descending (field, _id) order."""
+    return {"$or": [{field: {"$lt": value}}, {field: value, "_id": {"$lt": item_id}}]}
+
+
+# --- channels -------------------------------------------------------------------------------
+
+
+class ChannelRepo:
+    def __init__(self, collection) -> None:
+        self.c = collection
+
+    async def get(self, channel_id: str) -> Channel | None:
+        return _channel(await self.c.find_one({"_id": channel_id}))
+
+    async def by_page(self, page_id: str) -> Channel | None:
+        return _channel(await self.c.find_one({"source_channel_id": page_id}))
+
+    async def many(self, ids: list[str]) -> dict[str, Channel]:
+        docs = self.c.find({"_id": {"$in": list(set(ids))}})
+        return {doc["_id"]: _channel(doc) async for doc in docs}
+
+    async def list(self, source: str | None = None, connected: bool = True) -> list[Channel]:
+        query: dict[str, Any] = {"connected": connected}
+        if source:
+            query["source"] = source
+        return [_channel(doc) async for doc in self.c.find(query).sort("created_at", ASCENDING)]
+
+    async def save_connected(
+        self, page_id: str, name: str, image_url: str | None, token: str, at: int
+    ) -> Channel:
+        """Store the page as connected: a page connected before keeps its id."""
+        values = {
+            "name": name, "image_url": image_url, "page_token": token,
+            "connected": True, "updated_at": at,
+        }
+        for _ in range(2):
+            doc = await self.c.find_one_and_update(
+                {"source_channel_id": page_id}, {"$set": values},
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc:
+                return _channel(doc)
+            try:
+                doc = {"_id": new_id(), "source": "facebook", "source_channel_id": page_id,
+                       "created_at": at, **values}
+                await self.c.insert_one(doc)
+                return _channel(doc)
+            except DuplicateKeyError:
+                continue  # connected concurrently: update the one that won
+        raise RuntimeError("could not store the channel")
+
+    async def set_disconnected(self, channel_id: str, at: int) -> Channel | None:
+        doc = await self.c.find_one_and_update(
+            {"_id": channel_id},
+            {"$set": {"connected": False, "page_token": "", "updated_at": at}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return _channel(doc)
+
+    async def update(self, channel_id: str, changes: dict[str, Any], at: int) -> Channel | None:
+        doc = await self.c.find_one_and_update(
+            {"_id": channel_id, "connected": True},
+            {"$set": {**changes, "updated_at": at}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return _channel(doc)
+
+
+def _channel(doc: dict[str, Any] | None) -> Channel | None:
+    if doc is None:
+        return None
+    return Channel(
+        id=doc["_id"], source_channel_id=doc["source_channel_id"], name=doc.get("name") or "",
+        image_url=doc.get("image_url"), connected=bool(doc.get("connected")),
+        created_at=doc.get("created_at", 0), updated_at=doc.get("updated_at", 0),
+        source=doc.get("source", "facebook"), page_token=doc.get("page_token") or "",
+    )
+
+
+# --- conversations --------------------------------------------------------------------------
+
+
+class ConversationRepo:
+    def __init__(self, collection) -> None:
+        self.c = collection
+
+    async def get(self, conversation_id: str) -> Conversation | None:
+        return _conversation(await self.c.find_one({"_id": conversation_id}))
+
+    async def find(self, channel_id: str, contact_id: str) -> Conversation | None:
+        return _conversation(
+            await self.c.find_one({"channel_id": channel_id, "contact_id": contact_id})
+        )
+
+    async def get_or_create(
+        self, channel_id: str, contact_id: str, at: int
+    ) -> tuple[Conversation, bool]:
+        """The conversation with this person on this channel; True when it was created now."""
+        existing = await self.find(channel_id, contact_id)
+        if existing:
+            return existing, False
+        doc = {
+            "_id": new_id(), "channel_id": channel_id, "contact_id": contact_id,
+            "created_at": at, "last_message_at": at, "last_message_id": None, "unread_count": 0,
+            "contact": {"display_name": None, "avatar_url": None,
+                        "fetch_state": FetchState.PENDING.value, "fetch_error": None},
+            "profile_due": True, "profile_next_at": 0, "profile_attempts": 0,
+        }
+        try:
+            await self.c.insert_one(doc)
+        except DuplicateKeyError:
+            found = await self.find(channel_id, contact_id)
+            if found is None:
+                raise
+            return found, False
+        return _conversation(doc), True
+
+    async def note_message(
+        self, conversation_id: str, message_id: str, sent_at: int, unread: bool
+    ) -> None:
+        """Make `message_id` the last message if it is the newest; count it unread if asked."""
+        await self.c.update_one(
+            {"_id": conversation_id, "last_message_at": {"$lte": sent_at}},
+            {"$set": {"last_message_at": sent_at, "last_message_id": message_id}},
+        )
+        if unread:
+            await self.c.update_one({"_id": conversation_id}, {"$inc": {"unread_count": 1}})
+
+    async def mark_read(self, conversation_id: str) -> bool:
+        result = await self.c.update_one({"_id": conversation_id}, {"$set": {"unread_count": 0}})
+        return result.matched_count == 1
+
+    async def page(
+        self, channel_ids: list[str] | None, cursor: str | None, size: int
+    ) -> tuple[list[Conversation], str | None, int]:
+        query: dict[str, Any] = {}
+        if channel_ids is not None:
+            query["channel_id"] = {"$in": channel_ids}
+        total = await self.c.count_documents(query)
+        if cursor:
+            value, item_id = decode_cursor(cursor)
+            query = {"$and": [query, _after("last_message_at", value, item_id)]} if query \
+                else _after("last_message_at", value, item_id)
+        docs = await self.c.find(query).sort(
+            [("last_message_at", DESCENDING), ("_id", DESCENDING)]
+        ).limit(size + 1).to_list()
+        items = [_conversation(doc) for doc in docs[:size]]
+        next_cursor = None
+        if len(docs) > size:
+            last = items[-1]
+            next_cursor = encode_cursor(last.last_message_at, last.id)
+        return items, next_cursor, total
+
+    async def claim_profile_fetch(self, now: int, lease_ms: int) -> Conversation | None:
+        """Take one conversation whose contact profile is due, for `lease_ms`."""
+        doc = await self.c.find_one_and_update(
+            {"profile_due": True, "profile_next_at": {"$lte": now}},
+            {"$set": {"profile_next_at": now + lease_ms}},
+            sort=[("profile_next_at", ASCENDING)],
+            return_document=ReturnDocument.AFTER,
+        )
+        return _conversation(doc)
+
+    async def profile_fetched(
+        self, conversation_id: str, display_name: str | None, avatar_url: str | None
+    ) -> None:
+        await self.c.update_one(
+            {"_id": conversation_id},
+            {"$set": {
+                "contact.display_name": display_name, "contact.avatar_url": avatar_url,
+                "contact.fetch_state": FetchState.OK.value, "contact.fetch_error": None,
+                "profile_due": False, "profile_attempts": 0,
+            }},
+        )
+
+    async def profile_failed(
+        self, conversation_id: str, error: str, attempts: int, retry_at: int
+    ) -> None:
+        await self.c.update_one(
+            {"_id": conversation_id},
+            {"$set": {
+                "contact.fetch_state": FetchState.FAILED.value, "contact.fetch_error": error,
+                "profile_attempts": attempts, "profile_next_at": retry_at,
+            }},
+        )
+
+    async def profile_attempts(self, conversation_id: str) -> int:
+        doc = await self.c.find_one({"_id": conversation_id}, {"profile_attempts": 1})
+        return int(doc.get("profile_attempts", 0)) if doc else 0
+
+
+def _conversation(doc: dict[str, Any] | None) -> Conversation | None:
+    if doc is None:
+        return None
+    contact = doc.get("contact") or {}
+    return Conversation(
+        id=doc["_id"], channel_id=doc["channel_id"],
+        contact=Contact(
+            id=doc["contact_id"], display_name=contact.get("display_name"),
+            avatar_url=contact.get("avatar_url"),
+            fetch_state=FetchState(contact.get("fetch_state", FetchState.PENDING.value)),
+            fetch_error=contact.get("fetch_error"),
+        ),
+        created_at=doc.get("created_at", 0), last_message_at=doc.get("last_message_at", 0),
+        unread_count=int(doc.get("unread_count", 0)), last_message_id=doc.get("last_message_id"),
+    )
+
+
+# --- messages -------------------------------------------------------------------------------
+
+
+class MessageRepo:
+    def __init__(self, collection) -> None:
+        self.c = collection
+
+    async def insert(self, message: Message, **send: Any) -> bool:
+        """Store a new message; False when a message with its mid is stored already."""
+        doc = _message_doc(message)
+        doc.update(send)
+        try:
+            await self.c.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def get(self, message_id: str) -> Message | None:
+        return _message(await self.c.find_one({"_id": message_id}))
+
+    async def by_mid(self, mid: str) -> Message | None:
+        return _message(await self.c.find_one({"mid": mid}))
+
+    async def many(self, ids: list[str]) -> dict[str, Message]:
+        docs = self.c.find({"_id": {"$in": list(set(ids))}})
+        return {doc["_id"]: _message(doc) async for doc in docs}
+
+    async def page(
+        self, conversation_id: str, cursor: str | None, size: int
+    ) -> tuple[list[Message], str | None, int]:
+        """Newest first. The cursor is the id of the last message of the previous page."""
+        query: dict[str, Any] = {"conversation_id": conversation_id}
+        total = await self.c.count_documents(query)
+        if cursor:
+            anchor = await self.c.find_one({"_id": cursor, "conversation_id": conversation_id})
+            if anchor is None:
+                raise InvalidInput("cursor is not a message of this conversation")
+            query = {"$and": [query, _after("sent_at", anchor["sent_at"], cursor)]}
+        docs = await self.c.find(query).sort(
+            [("sent_at", DESCENDING), ("_id", DESCENDING)]
+        ).limit(size + 1).to_list()
+        items = [_message(doc) for doc in docs[:size]]
+        next_cursor = items[-1].id if len(docs) > size else None
+        return items, next_cursor, total
+
+    # Outgoing messages: a durable outbox with leases, so any process may deliver, once at a time.
+
+    async def claim_due_send(self, now: int, lease_ms: int) -> tuple[Message, dict] | None:
+        doc = await self.c.find_one_and_update(
+            {"state": DeliveryState.PENDING.value, "send_next_at": {"$lte": now}},
+            {"$set": {"send_next_at": now + lease_ms}},
+            sort=[("send_next_at", ASCENDING)],
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            return None
+        send = {key: doc.get(key) for key in ("send_attempts", "messaging_type", "message_tag")}
+        return _message(doc), send
+
+    async def mark_delivered(self, message_id: str, mid: str | None) -> Message | None:
+        values: dict[str, Any] = {"state": DeliveryState.DELIVERED.value, "error": None}
+        if mid:
+            values["mid"] = mid
+        # A delivery webhook may have marked it delivered already: the mid is still recorded.
+        query = {"_id": message_id, "state": {"$in": [DeliveryState.PENDING.value,
+                                                      DeliveryState.DELIVERED.value]}}
+        try:
+            doc = await self.c.find_one_and_update(
+                query, {"$set": values}, return_document=ReturnDocument.AFTER
+            )
+        except DuplicateKeyError:
+            # An echo of this very send was stored first as a message of its own: keep one.
+            await self.c.delete_one({"mid": mid, "_id": {"$ne": message_id}, "kind": "echo"})
+            doc = await self.c.find_one_and_update(
+                query, {"$set": values}, return_document=ReturnDocument.AFTER
+            )
+        return _message(doc)
+
+    async def mark_failed(self, message_id: str, error: dict[str, Any], attempts: int) -> None:
+        await self.c.update_one(
+            {"_id": message_id, "state": DeliveryState.PENDING.value},
+            {"$set": {"state": DeliveryState.FAILED.value, "error": error,
+                      "send_attempts": attempts}},
+        )
+
+    async def retry_later(
+        self, message_id: str, error: dict[str, Any], attempts: int, at: int
+    ) -> None:
+        await self.c.update_one(
+            {"_id": message_id, "state": DeliveryState.PENDING.value},
+            {"$set": {"error": error, "send_attempts": attempts, "send_next_at": at}},
+        )
+
+    async def reconcile_echo(self, message_id: str, mid: str, conversation_id: str) -> bool:
+        """An echo of our own send: record its mid on our message. False if it is not ours."""
+        doc = await self.c.find_one_and_update(
+            {"_id": message_id, "conversation_id": conversation_id,
+             "sender_type": SenderType.APP.value, "mid": None},
+            {"$set": {"mid": mid, "state": DeliveryState.DELIVERED.value, "error": None}},
+        )
+        return doc is not None
+
+    async def react(self, mid: str, reaction: dict[str, Any] | None, at: int) -> bool:
+        """Set (or clear) the reaction on a message, unless a later reaction is recorded."""
+        result = await self.c.update_one(
+            {"mid": mid, "reaction_at": {"$lte": at}},
+            {"$set": {"reaction": reaction, "reaction_at": at}},
+        )
+        return result.matched_count == 1
+
+    async def delivered_up_to(self, conversation_id: str, mids: list[str], watermark: int | None):
+        """Meta says these of our messages reached the person: pending ones become delivered."""
+        ors: list[dict[str, Any]] = []
+        if mids:
+            ors.append({"mid": {"$in": mids}})
+        if watermark is not None:
+            ors.append({"sent_at": {"$lte": watermark}})
+        if not ors:
+            return
+        await self.c.update_many(
+            {"conversation_id": conversation_id, "state": DeliveryState.PENDING.value,
+             "sender_type": {"$in": [SenderType.APP.value, SenderType.PAGE.value]}, "$or": ors},
+            {"$set": {"state": DeliveryState.DELIVERED.value}},
+        )
+
+    async def read_up_to(self, conversation_id: str, watermark: int) -> None:
+        """The person has read every page message sent up to `watermark`."""
+        await self.c.update_many(
+            {"conversation_id": conversation_id, "read_by_contact": False,
+             "sender_type": {"$in": [SenderType.APP.value, SenderType.PAGE.value]},
+             "sent_at": {"$lte": watermark}},
+            {"$set": {"read_by_contact": True}},
+        )
+
+
+def _message_doc(message: Message) -> dict[str, Any]:
+    doc = asdict(message)
+    doc["_id"] = doc.pop("id")
+    doc["mid"] = doc.pop("source_message_id")
+    doc["sender_type"] = message.sender_type.value
+    doc["state"] = message.state.value
+    doc["reaction_at"] = 0
+    doc.setdefault("send_next_at", 0)
+    return doc
+
+
+def _message(doc: dict[str, Any] | None) -> Message | None:
+    if doc is None:
+        return None
+    return Message(
+        id=doc["_id"], conversation_id=doc["conversation_id"], channel_id=doc["channel_id"],
+        content=doc.get("content"), sender_type=SenderType(doc["sender_type"]),
+        state=DeliveryState(doc["state"]), sent_at=doc["sent_at"],
+        source_message_id=doc.get("mid"), error=doc.get("error"), reaction=doc.get("reaction"),
+        read_by_contact=bool(doc.get("read_by_contact")), kind=doc.get("kind", "message"),
+    )
+
+
+# --- raw events -----------------------------------------------------------------------------
+
+
+class EventRepo:
+    """Every event a source sent, once: the durable record a webhook call is answered after."""
+
+    def __init__(self, collection) -> None:
+        self.c = collection
+
+    async def record(self, events: list[InboundEvent], at: int) -> list[InboundEvent]:
+        """Store the events; return those still to be applied (new, or stored but not applied)."""
+        if not events:
+            return []
+        unique = {event.key: event for event in events}
+        docs = [
+            {**_event_doc(event), "received_at": at, "processed": False}
+            for event in unique.values()
+        ]
+        duplicates: list[str] = []
+        try:
+            await self.c.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            for error in exc.details.get("writeErrors", []):
+                if error.get("code") != DUPLICATE_KEY:
+                    raise
+                duplicates.append(docs[error["index"]]["_id"])
+        if duplicates:
+            done = self.c.find({"_id": {"$in": duplicates}, "processed": True}, {"_id": 1})
+            applied = {doc["_id"] async for doc in done}
+            return [e for key, e in unique.items() if key not in applied]
+        return list(unique.values())
+
+    async def mark_processed(self, keys: list[str]) -> None:
+        if keys:
+            await self.c.update_many({"_id": {"$in": keys}}, {"$set": {"processed": True}})
+
+    async def unprocessed(self, older_than: int, limit: int = 500) -> list[InboundEvent]:
+        cursor = self.c.find({"processed": False, "received_at": {"$lte": older_than}})
+        docs = await cursor.sort("received_at", ASCENDING).limit(limit).to_list()
+        return [_event(doc) for doc in docs]
+
+
+_EVENT_FIELDS = [f.name for f in fields(InboundEvent)]
+
+
+def _event_doc(event: InboundEvent) -> dict[str, Any]:
+    doc = {name: getattr(event, name) for name in _EVENT_FIELDS}
+    doc["_id"] = doc.pop("key")
+    doc["kind"] = event.kind.value
+    return doc
+
+
+def _event(doc: dict[str, Any]) -> InboundEvent:
+    values = {name: doc.get(name) for name in _EVENT_FIELDS if name != "key"}
+    values["kind"] = EventKind(values["kind"])
+    values["mids"] = values["mids"] or []
+    return InboundEvent(key=doc["_id"], **values)

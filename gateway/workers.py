@@ -1,0 +1,51 @@
+"""Background loops: each runs one service pass when woken, or at least every `poll` seconds.
+
+Work lives in the store (pending sends, due profile fetches, unapplied events), so a loop holds no
+state of its own: a restarted process, or another process, picks up where this one stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(self, name: str, run_once: Callable[[], Awaitable[object]], poll: float) -> None:
+        self.name = name
+        self._run_once = run_once
+        self._poll = poll
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=f"worker:{self.name}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        failures = 0
+        while True:
+            self._wake.clear()
+            try:
+                await self._run_once()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the store may be away for a while: log, wait, try again
+                failures += 1
+                log.exception("%s: pass failed (%d in a row)", self.name, failures)
+            wait = self._poll * min(2 ** failures, 30)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)

@@ -1,0 +1,168 @@
+"""A fake Graph API the tests run on loopback: it answers like Meta, records every call, and fails on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+# What each failure mode answers, as Meta answers it.
+FAILURES: dict[str, tuple[int, dict[str, Any]]] = {
+    "server_error": (500, {"error": {"message": "An unexpected error has occurred. Please retry your request later.", "type": "OAuthException", "code": 2, "is_transient": True, "fbtrace_id": "Atrace500"}}),
+    "http_500_plain": (500, {}),
+    "rate_limit": (400, {"error": {"message": "(#613) Calls to this api have exceeded the rate limit.", "type": "OAuthException", "code": 613, "fbtrace_id": "Atrace613"}}),
+    "http_429": (429, {"error": {"message": "Too many requests", "type": "OAuthException", "code": 4, "fbtrace_id": "Atrace429"}}),
+    "bad_token": (400, {"error": {"message": "Error validating access token: The session has been invalidated because the user changed their password.", "type": "OAuthException", "code": 190, "error_subcode": 460, "fbtrace_id": "Atrace190"}}),
+    "outside_window": (400, {"error": {"message": "(#10) This message is sent outside of allowed window.", "type": "OAuthException", "code": 10, "error_subcode": 2018278, "fbtrace_id": "Atrace10"}}),
+    "bad_param": (400, {"error": {"message": "(#100) Invalid parameter", "type": "OAuthException", "code": 100, "fbtrace_id": "Atrace100"}}),
+}
+
+
+@dataclass
+class Call:
+    method: str
+    path: str  # without the version prefix, e.g. "me/messages"
+    query: dict[str, str]
+    json: Any
+    kind: str  # send, subscribe, unsubscribe, page, profile, other
+
+
+@dataclass
+class FakeGraph:
+    """State shared between the test thread and the server thread."""
+
+    pages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    failures: dict[str, deque] = field(default_factory=lambda: defaultdict(deque))
+    delays: dict[str, float] = field(default_factory=dict)
+    next_mid: itertools.count = field(default_factory=lambda: itertools.count(1))
+    url: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.pages.clear()
+            self.profiles.clear()
+            self.calls.clear()
+            self.failures.clear()
+            self.delays.clear()
+
+    def add_page(self, page_id: str, token: str, name: str = "Test Page",
+                 picture: str = "https://img.example/page.png") -> None:
+        self.pages[page_id] = {"token": token, "name": name, "picture": picture}
+
+    def add_profile(self, psid: str, first: str, last: str, pic: str | None = None) -> None:
+        self.profiles[psid] = {"first_name": first, "last_name": last,
+                               "profile_pic": pic or f"https://img.example/{psid}.jpg"}
+
+    def fail(self, kind: str, mode: str, times: int = 1) -> None:
+        """The next `times` calls of `kind` fail with `mode` (a FAILURES key, or "timeout")."""
+        with self.lock:
+            self.failures[kind].extend([mode] * times)
+
+    def calls_of(self, kind: str) -> list[Call]:
+        with self.lock:
+            return [c for c in self.calls if c.kind == kind]
+
+    # --- the server ---
+
+    def app(self, timeout_sleep: float) -> Starlette:
+        async def handle(request: Request) -> Response:
+            path = request.path_params["rest"]
+            body = None
+            raw = await request.body()
+            if raw:
+                try:
+                    body = await request.json()
+                except ValueError:
+                    body = raw.decode(errors="replace")
+            kind = self._kind(request.method, path)
+            call = Call(request.method, path, dict(request.query_params), body, kind)
+            with self.lock:
+                self.calls.append(call)
+                mode = self.failures[kind].popleft() if self.failures[kind] else None
+                delay = self.delays.get(kind, 0)
+            if delay:
+                await asyncio.sleep(delay)
+            if mode == "timeout":
+                await asyncio.sleep(timeout_sleep)
+                return JSONResponse({"error": {"message": "too late", "code": 2}}, status_code=504)
+            if mode:
+                status, payload = FAILURES[mode]
+                return JSONResponse(payload, status_code=status)
+            return self._answer(request.method, path, call)
+
+        return Starlette(routes=[Route("/{version}/{rest:path}", handle,
+                                       methods=["GET", "POST", "DELETE"])])
+
+    def _kind(self, method: str, path: str) -> str:
+        if path == "me/messages":
+            return "send"
+        if path.endswith("/subscribed_apps"):
+            return "subscribe" if method == "POST" else "unsubscribe"
+        if "/" not in path and method == "GET":
+            return "page" if path in self.pages else "profile"
+        return "other"
+
+    def _answer(self, method: str, path: str, call: Call) -> Response:
+        token = call.query.get("access_token", "")
+        parts = path.split("/")
+        if path == "me/messages" and method == "POST":
+            page = next((p for p in self.pages.values() if p["token"] == token), None)
+            if page is None:
+                return JSONResponse(FAILURES["bad_token"][1], status_code=400)
+            recipient = (call.json or {}).get("recipient", {}).get("id")
+            return JSONResponse({"recipient_id": recipient,
+                                 "message_id": f"m_fake_{next(self.next_mid)}"})
+        if len(parts) == 2 and parts[1] == "subscribed_apps":
+            page = self.pages.get(parts[0])
+            if page is None or page["token"] != token:
+                return JSONResponse(FAILURES["bad_token"][1], status_code=400)
+            return JSONResponse({"success": True})
+        if len(parts) == 1 and method == "GET":
+            if parts[0] in self.pages:
+                page = self.pages[parts[0]]
+                if page["token"] != token:
+                    return JSONResponse(FAILURES["bad_token"][1], status_code=400)
+                return JSONResponse({"id": parts[0], "name": page["name"],
+                                     "picture": {"data": {"url": page["picture"]}}})
+            if parts[0] in self.profiles:
+                return JSONResponse({"id": parts[0], **self.profiles[parts[0]]})
+        return JSONResponse(FAILURES["bad_param"][1], status_code=400)
+
+
+class FakeGraphServer:
+    """Runs a FakeGraph under uvicorn in a thread on 127.0.0.1."""
+
+    def __init__(self, timeout_sleep: float = 3.0) -> None:
+        self.graph = FakeGraph()
+        config = uvicorn.Config(self.graph.app(timeout_sleep), host="127.0.0.1", port=0,
+                                log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> FakeGraph:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("fake Graph API did not start")
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.graph.url = f"http://127.0.0.1:{port}/v21.0"
+        return self.graph
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(5)
