@@ -17,8 +17,9 @@ def configure_logging(level: str) -> None:
         level=level, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # httpx logs every request URL at INFO, and Graph API URLs carry page tokens.
-    for name in ("httpx", "httpcore"):
+    # httpx logs every request URL at INFO, and Graph API URLs carry page tokens; PyMongo's
+    # DEBUG command log prints the documents written, page tokens among them.
+    for name in ("httpx", "httpcore", "pymongo"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

@@ -257,12 +257,10 @@ class Gateway:
         """Fetch the contact profiles that are due; a failure is retried later with backoff."""
         tried = 0
         lease_ms = int((self.settings.graph_api_timeout * 2 + 5) * 1000)
-        while conversation := await self.store.conversations.claim_profile_fetch(
-            now_ms(), lease_ms
-        ):
+        while claimed := await self.store.conversations.claim_profile_fetch(now_ms(), lease_ms):
+            conversation, attempts = claimed[0], claimed[1] + 1
             tried += 1
             channel = await self.store.channels.get(conversation.channel_id)
-            attempts = await self.store.conversations.profile_attempts(conversation.id) + 1
             try:
                 if channel is None or not channel.connected:
                     raise UpstreamRefused("the conversation's channel is disconnected")

@@ -20,6 +20,7 @@ from gateway.rest.shapes import (
     page_json,
 )
 from gateway.service import Gateway
+from gateway.validation import check_storable
 
 Handler = Callable[[Gateway, Any], Awaitable[Response]]
 
@@ -29,9 +30,11 @@ async def read_json(request: Request) -> Any:
     if not raw.strip():
         return {}
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidInput("request body is not valid JSON") from None
+    check_storable(data)
+    return data
 
 
 def post(path: str, model: type[bodies.Body], handler: Handler) -> Route:

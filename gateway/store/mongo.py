@@ -255,15 +255,19 @@ class ConversationRepo:
             next_cursor = encode_cursor(last.last_message_at, last.id)
         return items, next_cursor, total
 
-    async def claim_profile_fetch(self, now: int, lease_ms: int) -> Conversation | None:
-        """Take one conversation whose contact profile is due, for `lease_ms`."""
+    async def claim_profile_fetch(
+        self, now: int, lease_ms: int
+    ) -> tuple[Conversation, int] | None:
+        """Take one conversation whose contact profile is due, for `lease_ms`, with its attempts."""
         doc = await self.c.find_one_and_update(
             {"profile_due": True, "profile_next_at": {"$lte": now}},
             {"$set": {"profile_next_at": now + lease_ms}},
             sort=[("profile_next_at", ASCENDING)],
             return_document=ReturnDocument.AFTER,
         )
-        return _conversation(doc)
+        if doc is None:
+            return None
+        return _conversation(doc), int(doc.get("profile_attempts", 0))
 
     async def profile_fetched(
         self, conversation_id: str, display_name: str | None, avatar_url: str | None
@@ -287,10 +291,6 @@ class ConversationRepo:
                 "profile_attempts": attempts, "profile_next_at": retry_at,
             }},
         )
-
-    async def profile_attempts(self, conversation_id: str) -> int:
-        doc = await self.c.find_one({"_id": conversation_id}, {"profile_attempts": 1})
-        return int(doc.get("profile_attempts", 0)) if doc else 0
 
 
 def _conversation(doc: dict[str, Any] | None) -> Conversation | None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway.domain import EventKind, InboundEvent, now_ms
 from gateway.errors import InvalidInput
+from gateway.validation import check_storable
 
 MAX_EVENTS = 10_000
 
@@ -20,10 +21,11 @@ def parse_envelope(body: bytes) -> list[InboundEvent]:
     """Every `entry[].messaging[]` and `entry[].standby[]` event of a webhook POST body."""
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidInput("request body is not valid JSON") from None
     if not isinstance(payload, dict):
         raise InvalidInput("request body must be a JSON object")
+    check_storable(payload)
     if payload.get("object") != "page":
         raise InvalidInput('only "object": "page" webhooks are accepted')
     entries = payload.get("entry", [])

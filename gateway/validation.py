@@ -1,0 +1,44 @@
+"""One check for every JSON body that comes in: can MongoDB store it as it is?
+
+Run at the edge, before any side effect, so a body that cannot be stored is refused whole with a
+400 instead of failing half-way through with a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.errors import InvalidInput
+
+MAX_DEPTH = 64
+INT64 = 2**63
+
+
+def check_storable(value: Any, what: str = "request body") -> None:
+    """Raise `InvalidInput` if `value` holds what BSON cannot carry or is nested too deeply."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InvalidInput(f"{what} is nested more than {MAX_DEPTH} levels deep")
+        if isinstance(item, dict):
+            for key, child in item.items():
+                _check_text(key, what)
+                if "\x00" in key:
+                    raise InvalidInput(f"{what} has a field name with a NUL character")
+                stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            _check_text(item, what)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            if not -INT64 <= item < INT64:
+                raise InvalidInput(f"{what} has an integer outside the 64-bit range")
+
+
+def _check_text(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{what} has text that is not valid Unicode (a lone surrogate)") \
+            from None
