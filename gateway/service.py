@@ -27,6 +27,7 @@ from gateway.domain import (
 )
 from gateway.errors import Forbidden, InvalidInput, NotFound, UpstreamError, UpstreamRefused
 from gateway.store import Store
+from gateway.store.mongo import Job
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ MAX_PAGE_SIZE = 100
 # Our message id rides in the Send API's `metadata`, so the echo Meta sends back names it.
 ECHO_METADATA_PREFIX = "mg:"
 MESSAGING_TYPES = ("RESPONSE", "UPDATE", "MESSAGE_TAG")
+# A job whose subject never got stored (its request failed in between) is dropped after this.
+ORPHAN_JOB_MS = 60_000
 
 
 class GraphApi(Protocol):
@@ -198,53 +201,68 @@ class Gateway:
             id=new_id(), conversation_id=conversation.id, channel_id=channel.id, content=message,
             sender_type=SenderType.APP, state=DeliveryState.PENDING, sent_at=now_ms(),
         )
-        await self.store.messages.insert(
-            sent, send_attempts=0, send_next_at=0, messaging_type=messaging_type, message_tag=tag
+        # Queued first: a message is never stored pending with nothing to deliver it.
+        await self.store.outbox.add(
+            sent.id, sent.sent_at, {"messaging_type": messaging_type, "tag": tag}
         )
+        await self.store.messages.insert(sent)
         await self.store.conversations.note_message(conversation.id, sent.id, sent.sent_at, False)
         self.on_send_queued()
         return sent
 
+    @property
+    def _lease_ms(self) -> int:
+        """How long a taken job is left alone: longer than any Graph API call it makes."""
+        return int((self.settings.graph_api_timeout * 2 + 5) * 1000)
+
     async def deliver_due_messages(self) -> int:
         """Send every message whose turn has come; returns how many were tried."""
         tried = 0
-        lease_ms = int((self.settings.graph_api_timeout * 2 + 5) * 1000)
-        while claimed := await self.store.messages.claim_due_send(now_ms(), lease_ms):
-            message, send = claimed
+        while job := await self.store.outbox.claim(now_ms(), self._lease_ms):
             tried += 1
-            await self._deliver(message, send)
+            await self._deliver(job)
         return tried
 
-    async def _deliver(self, message: Message, send: dict[str, Any]) -> None:
-        attempts = int(send.get("send_attempts") or 0) + 1
+    async def _deliver(self, job: Job) -> None:
+        message = await self.store.messages.get(job.id)
+        if message is None:  # still being stored, or its request failed before storing it
+            if now_ms() - job.created_at > ORPHAN_JOB_MS:
+                await self.store.outbox.done(job.id)
+            else:
+                await self.store.outbox.retry_at(job.id, now_ms() + 1000, job.attempts)
+            return
+        if message.state is not DeliveryState.PENDING:
+            await self.store.outbox.done(job.id)
+            return
+        attempts = job.attempts + 1
         channel = await self.store.channels.get(message.channel_id)
         conversation = await self.store.conversations.get(message.conversation_id)
         if channel is None or not channel.connected or conversation is None:
             error = {"message": "the conversation's channel is disconnected", "transient": False}
-            await self.store.messages.mark_failed(message.id, error, attempts)
+            await self.store.messages.mark_failed(message.id, error)
+            await self.store.outbox.done(job.id)
             return
         payload = dict(message.content)
         payload.setdefault("metadata", ECHO_METADATA_PREFIX + message.id)
         try:
             mid = await self.graph.send_message(
                 channel.page_token, conversation.contact.id, payload,
-                messaging_type=send.get("messaging_type") or "RESPONSE",
-                tag=send.get("message_tag"),
+                messaging_type=job.data.get("messaging_type") or "RESPONSE",
+                tag=job.data.get("tag"),
             )
         except UpstreamError as exc:
             if exc.transient and attempts < self.settings.send_max_attempts:
                 delay = self.backoff(attempts)
                 log.info("message %s: attempt %d failed (%s), retrying in %.1fs",
                          message.id, attempts, exc.message, delay)
-                await self.store.messages.retry_later(
-                    message.id, exc.to_dict(), attempts, now_ms() + int(delay * 1000)
-                )
-            else:
-                log.warning("message %s failed after %d attempt(s): %s",
-                            message.id, attempts, exc.message)
-                await self.store.messages.mark_failed(message.id, exc.to_dict(), attempts)
-            return
-        await self.store.messages.mark_delivered(message.id, mid)
+                await self.store.outbox.retry_at(job.id, now_ms() + int(delay * 1000), attempts)
+                return
+            log.warning("message %s failed after %d attempt(s): %s",
+                        message.id, attempts, exc.message)
+            await self.store.messages.mark_failed(message.id, exc.to_dict())
+        else:
+            await self.store.messages.mark_delivered(message.id, mid)
+        await self.store.outbox.done(job.id)
 
     def backoff(self, attempts: int) -> float:
         """Exponential backoff with jitter: about base·2^(n-1) seconds, capped."""
@@ -256,10 +274,16 @@ class Gateway:
     async def fetch_due_profiles(self) -> int:
         """Fetch the contact profiles that are due; a failure is retried later with backoff."""
         tried = 0
-        lease_ms = int((self.settings.graph_api_timeout * 2 + 5) * 1000)
-        while claimed := await self.store.conversations.claim_profile_fetch(now_ms(), lease_ms):
-            conversation, attempts = claimed[0], claimed[1] + 1
+        while job := await self.store.profile_jobs.claim(now_ms(), self._lease_ms):
             tried += 1
+            conversation = await self.store.conversations.get(job.id)
+            if conversation is None:  # being stored, or lost a race to create it
+                if now_ms() - job.created_at > ORPHAN_JOB_MS:
+                    await self.store.profile_jobs.done(job.id)
+                else:
+                    await self.store.profile_jobs.retry_at(job.id, now_ms() + 1000, job.attempts)
+                continue
+            attempts = job.attempts + 1
             channel = await self.store.channels.get(conversation.channel_id)
             try:
                 if channel is None or not channel.connected:
@@ -269,13 +293,15 @@ class Gateway:
                 delay = self.backoff(attempts)
                 log.warning("profile of conversation %s: attempt %d failed (%s), retrying in %.0fs",
                             conversation.id, attempts, exc.message, delay)
-                await self.store.conversations.profile_failed(
-                    conversation.id, exc.message, attempts, now_ms() + int(delay * 1000)
+                await self.store.conversations.profile_failed(conversation.id, exc.message)
+                await self.store.profile_jobs.retry_at(
+                    job.id, now_ms() + int(delay * 1000), attempts
                 )
                 continue
             await self.store.conversations.profile_fetched(
                 conversation.id, profile.get("display_name"), profile.get("avatar_url")
             )
+            await self.store.profile_jobs.done(job.id)
         return tried
 
     # --- webhook events ---------------------------------------------------------------------
@@ -342,7 +368,8 @@ class Gateway:
                 )
                 return
         conversation, created = await self.store.conversations.get_or_create(
-            channel.id, event.contact_id, event.timestamp
+            channel.id, event.contact_id, event.timestamp,
+            before_insert=lambda new: self.store.profile_jobs.add(new, now_ms()),
         )
         if created:
             self.on_profile_due()

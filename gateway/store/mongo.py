@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import asdict, fields
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
@@ -37,11 +38,11 @@ INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, Any]]] = [
     ("channels", [("source_channel_id", ASCENDING)], {"unique": True}),
     ("conversations", [("channel_id", ASCENDING), ("contact_id", ASCENDING)], {"unique": True}),
     ("conversations", [("last_message_at", DESCENDING)], {}),
-    ("conversations", [("profile_due", ASCENDING), ("profile_next_at", ASCENDING)], {}),
     ("messages", [("mid", ASCENDING)],
      {"unique": True, "partialFilterExpression": {"mid": {"$type": "string"}}}),
     ("messages", [("conversation_id", ASCENDING), ("sent_at", DESCENDING)], {}),
-    ("messages", [("state", ASCENDING), ("send_next_at", ASCENDING)], {}),
+    ("outbox", [("next_at", ASCENDING)], {}),
+    ("profile_jobs", [("next_at", ASCENDING)], {}),
     ("events", [("processed", ASCENDING), ("received_at", ASCENDING)], {}),
 ]
 
@@ -56,6 +57,9 @@ class Store:
         self.conversations = ConversationRepo(self.db.conversations)
         self.messages = MessageRepo(self.db.messages)
         self.events = EventRepo(self.db.events)
+        # Work queues live apart from what users see, so a lease or a retry is no visible change.
+        self.outbox = JobRepo(self.db.outbox)
+        self.profile_jobs = JobRepo(self.db.profile_jobs)
 
     @classmethod
     async def connect(cls, url: str, database: str, *, timeout_ms: int = 10_000) -> Store:
@@ -197,9 +201,13 @@ class ConversationRepo:
         )
 
     async def get_or_create(
-        self, channel_id: str, contact_id: str, at: int
+        self, channel_id: str, contact_id: str, at: int,
+        before_insert: Callable[[str], Awaitable[None]] | None = None,
     ) -> tuple[Conversation, bool]:
-        """The conversation with this person on this channel; True when it was created now."""
+        """The conversation with this person on this channel; True when it was created now.
+
+        `before_insert` gets the new conversation's id before it is stored (to queue work for it).
+        """
         existing = await self.find(channel_id, contact_id)
         if existing:
             return existing, False
@@ -208,8 +216,9 @@ class ConversationRepo:
             "created_at": at, "last_message_at": at, "last_message_id": None, "unread_count": 0,
             "contact": {"display_name": None, "avatar_url": None,
                         "fetch_state": FetchState.PENDING.value, "fetch_error": None},
-            "profile_due": True, "profile_next_at": 0, "profile_attempts": 0,
         }
+        if before_insert:
+            await before_insert(doc["_id"])
         try:
             await self.c.insert_one(doc)
         except DuplicateKeyError:
@@ -223,11 +232,15 @@ class ConversationRepo:
         self, conversation_id: str, message_id: str, sent_at: int, unread: bool
     ) -> None:
         """Make `message_id` the last message if it is the newest; count it unread if asked."""
-        await self.c.update_one(
-            {"_id": conversation_id, "last_message_at": {"$lte": sent_at}},
-            {"$set": {"last_message_at": sent_at, "last_message_id": message_id}},
-        )
+        update: dict[str, Any] = {
+            "$set": {"last_message_at": sent_at, "last_message_id": message_id}
+        }
         if unread:
+            update["$inc"] = {"unread_count": 1}
+        result = await self.c.update_one(
+            {"_id": conversation_id, "last_message_at": {"$lte": sent_at}}, update
+        )
+        if unread and result.matched_count == 0:  # an older message arriving late
             await self.c.update_one({"_id": conversation_id}, {"$inc": {"unread_count": 1}})
 
     async def mark_read(self, conversation_id: str) -> bool:
@@ -255,20 +268,6 @@ class ConversationRepo:
             next_cursor = encode_cursor(last.last_message_at, last.id)
         return items, next_cursor, total
 
-    async def claim_profile_fetch(
-        self, now: int, lease_ms: int
-    ) -> tuple[Conversation, int] | None:
-        """Take one conversation whose contact profile is due, for `lease_ms`, with its attempts."""
-        doc = await self.c.find_one_and_update(
-            {"profile_due": True, "profile_next_at": {"$lte": now}},
-            {"$set": {"profile_next_at": now + lease_ms}},
-            sort=[("profile_next_at", ASCENDING)],
-            return_document=ReturnDocument.AFTER,
-        )
-        if doc is None:
-            return None
-        return _conversation(doc), int(doc.get("profile_attempts", 0))
-
     async def profile_fetched(
         self, conversation_id: str, display_name: str | None, avatar_url: str | None
     ) -> None:
@@ -277,19 +276,14 @@ class ConversationRepo:
             {"$set": {
                 "contact.display_name": display_name, "contact.avatar_url": avatar_url,
                 "contact.fetch_state": FetchState.OK.value, "contact.fetch_error": None,
-                "profile_due": False, "profile_attempts": 0,
             }},
         )
 
-    async def profile_failed(
-        self, conversation_id: str, error: str, attempts: int, retry_at: int
-    ) -> None:
+    async def profile_failed(self, conversation_id: str, error: str) -> None:
         await self.c.update_one(
-            {"_id": conversation_id},
-            {"$set": {
-                "contact.fetch_state": FetchState.FAILED.value, "contact.fetch_error": error,
-                "profile_attempts": attempts, "profile_next_at": retry_at,
-            }},
+            {"_id": conversation_id, "contact.fetch_state": FetchState.PENDING.value},
+            {"$set": {"contact.fetch_state": FetchState.FAILED.value,
+                      "contact.fetch_error": error}},
         )
 
 
@@ -317,10 +311,9 @@ class MessageRepo:
     def __init__(self, collection) -> None:
         self.c = collection
 
-    async def insert(self, message: Message, **send: Any) -> bool:
+    async def insert(self, message: Message) -> bool:
         """Store a new message; False when a message with its mid is stored already."""
         doc = _message_doc(message)
-        doc.update(send)
         try:
             await self.c.insert_one(doc)
         except DuplicateKeyError:
@@ -355,20 +348,6 @@ class MessageRepo:
         next_cursor = items[-1].id if len(docs) > size else None
         return items, next_cursor, total
 
-    # Outgoing messages: a durable outbox with leases, so any process may deliver, once at a time.
-
-    async def claim_due_send(self, now: int, lease_ms: int) -> tuple[Message, dict] | None:
-        doc = await self.c.find_one_and_update(
-            {"state": DeliveryState.PENDING.value, "send_next_at": {"$lte": now}},
-            {"$set": {"send_next_at": now + lease_ms}},
-            sort=[("send_next_at", ASCENDING)],
-            return_document=ReturnDocument.AFTER,
-        )
-        if doc is None:
-            return None
-        send = {key: doc.get(key) for key in ("send_attempts", "messaging_type", "message_tag")}
-        return _message(doc), send
-
     async def mark_delivered(self, message_id: str, mid: str | None) -> Message | None:
         values: dict[str, Any] = {"state": DeliveryState.DELIVERED.value, "error": None}
         if mid:
@@ -388,19 +367,10 @@ class MessageRepo:
             )
         return _message(doc)
 
-    async def mark_failed(self, message_id: str, error: dict[str, Any], attempts: int) -> None:
+    async def mark_failed(self, message_id: str, error: dict[str, Any]) -> None:
         await self.c.update_one(
             {"_id": message_id, "state": DeliveryState.PENDING.value},
-            {"$set": {"state": DeliveryState.FAILED.value, "error": error,
-                      "send_attempts": attempts}},
-        )
-
-    async def retry_later(
-        self, message_id: str, error: dict[str, Any], attempts: int, at: int
-    ) -> None:
-        await self.c.update_one(
-            {"_id": message_id, "state": DeliveryState.PENDING.value},
-            {"$set": {"error": error, "send_attempts": attempts, "send_next_at": at}},
+            {"$set": {"state": DeliveryState.FAILED.value, "error": error}},
         )
 
     async def reconcile_echo(self, message_id: str, mid: str, conversation_id: str) -> bool:
@@ -452,7 +422,6 @@ def _message_doc(message: Message) -> dict[str, Any]:
     doc["sender_type"] = message.sender_type.value
     doc["state"] = message.state.value
     doc["reaction_at"] = 0
-    doc.setdefault("send_next_at", 0)
     return doc
 
 
@@ -525,3 +494,47 @@ def _event(doc: dict[str, Any]) -> InboundEvent:
     values["kind"] = EventKind(values["kind"])
     values["mids"] = values["mids"] or []
     return InboundEvent(key=doc["_id"], **values)
+
+
+# --- work queues ----------------------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    id: str  # the id of what the job is about: a message to send, a conversation's contact
+    attempts: int
+    created_at: int
+    data: dict[str, Any]
+
+
+class JobRepo:
+    """Durable work with leases: any process may take a due job, one process at a time."""
+
+    def __init__(self, collection) -> None:
+        self.c = collection
+
+    async def add(self, job_id: str, at: int, data: dict[str, Any] | None = None) -> None:
+        try:
+            await self.c.insert_one({"_id": job_id, "next_at": at, "attempts": 0,
+                                     "created_at": at, "data": data or {}})
+        except DuplicateKeyError:
+            pass  # queued already
+
+    async def claim(self, now: int, lease_ms: int) -> Job | None:
+        """Take the most overdue job for `lease_ms`; it comes back if the taker dies."""
+        doc = await self.c.find_one_and_update(
+            {"next_at": {"$lte": now}},
+            {"$set": {"next_at": now + lease_ms}},
+            sort=[("next_at", ASCENDING)],
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            return None
+        return Job(id=doc["_id"], attempts=int(doc.get("attempts", 0)),
+                   created_at=int(doc.get("created_at", 0)), data=doc.get("data") or {})
+
+    async def retry_at(self, job_id: str, at: int, attempts: int) -> None:
+        await self.c.update_one({"_id": job_id}, {"$set": {"next_at": at, "attempts": attempts}})
+
+    async def done(self, job_id: str) -> None:
+        await self.c.delete_one({"_id": job_id})
