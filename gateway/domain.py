@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
+
+
+def iso(ms: int | None) -> str | None:
+    """Milliseconds since the epoch as `2019-02-13T09:39:13.811Z` (Airy's time format)."""
+    if ms is None:
+        return None
+    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def now_ms() -> int:
@@ -84,6 +93,25 @@ class Message:
     def from_contact(self) -> bool:
         return self.sender_type is SenderType.CONTACT
 
+    def metadata(self) -> dict[str, Any]:
+        """Airy's reserved message metadata: source.id, error, source.error, reaction, user_read."""
+        metadata: dict[str, Any] = {}
+        source: dict[str, Any] = {}
+        if self.source_message_id:
+            source["id"] = self.source_message_id
+        if self.error:
+            metadata["error"] = self.error.get("message")
+            source["error"] = self.error
+        if source:
+            metadata["source"] = source
+        if self.reaction:
+            metadata["reaction"] = {
+                "emoji": self.reaction.get("emoji"), "sent_at": iso(self.reaction.get("sent_at"))
+            }
+        if not self.from_contact:
+            metadata["user_read"] = self.read_by_contact
+        return metadata
+
 
 @dataclass
 class Conversation:
@@ -94,6 +122,11 @@ class Conversation:
     last_message_at: int
     unread_count: int = 0
     last_message_id: str | None = None
+
+    @property
+    def display_name(self) -> str:
+        """Airy's placeholder until the profile is fetched: "Facebook " + the id's last 5 characters."""
+        return self.contact.display_name or f"Facebook {self.id[-5:]}"
 
 
 @dataclass
@@ -107,12 +140,17 @@ class ConversationView:
 
 @dataclass
 class Page:
-    """One page of a cursor-paginated list."""
+    """One page of a cursor-paginated list; `cursors[i]` continues the list after `items[i]`."""
 
     items: list[Any]
-    next_cursor: str | None
+    cursors: list[str]
+    has_more: bool
     previous_cursor: str | None
     total: int
+
+    @property
+    def next_cursor(self) -> str | None:
+        return self.cursors[-1] if self.has_more and self.cursors else None
 
 
 class EventKind(str, Enum):

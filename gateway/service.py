@@ -28,6 +28,7 @@ from gateway.domain import (
 from gateway.errors import Forbidden, InvalidInput, NotFound, UpstreamError, UpstreamRefused
 from gateway.store import Store
 from gateway.store.mongo import Job
+from gateway.validation import check_storable
 
 log = logging.getLogger(__name__)
 
@@ -136,17 +137,24 @@ class Gateway:
         """Newest activity first, each with its channel and last message."""
         _check_page_size(page_size)
         channel_ids = [channel_id] if channel_id else None
-        items, next_cursor, total = await self.store.conversations.page(
+        items, cursors, more, total = await self.store.conversations.page(
             channel_ids, cursor, page_size
         )
         views = await self._views(items)
-        return Page(items=views, next_cursor=next_cursor, previous_cursor=cursor, total=total)
+        by_id = dict(zip([c.id for c in items], cursors))
+        return Page(items=views, cursors=[by_id[v.conversation.id] for v in views],
+                    has_more=more, previous_cursor=cursor, total=total)
 
     async def get_conversation(self, conversation_id: str) -> ConversationView:
         conversation = await self.store.conversations.get(conversation_id)
         if conversation is None:
             raise NotFound(f"conversation {conversation_id} not found")
         return (await self._views([conversation]))[0]
+
+    async def messages_by_ids(self, ids: list[str]) -> list[Message | None]:
+        """For DataLoaders: one query for any number of ids, answers in the order asked."""
+        found = await self.store.messages.many(ids)
+        return [found.get(i) for i in ids]
 
     async def mark_conversation_read(self, conversation_id: str) -> None:
         if not await self.store.conversations.mark_read(conversation_id):
@@ -171,10 +179,11 @@ class Gateway:
         _check_page_size(page_size)
         if await self.store.conversations.get(conversation_id) is None:
             raise NotFound(f"conversation {conversation_id} not found")
-        items, next_cursor, total = await self.store.messages.page(
+        items, cursors, more, total = await self.store.messages.page(
             conversation_id, cursor, page_size
         )
-        return Page(items=items, next_cursor=next_cursor, previous_cursor=cursor, total=total)
+        return Page(items=items, cursors=cursors, has_more=more, previous_cursor=cursor,
+                    total=total)
 
     async def send_message(
         self,
@@ -186,6 +195,7 @@ class Gateway:
         """Store the message as pending; a worker delivers it through the Send API."""
         if not isinstance(message, dict) or not message:
             raise InvalidInput("message must be a non-empty object, e.g. {\"text\": \"Hello\"}")
+        check_storable(message, "message")
         messaging_type = messaging_type or ("MESSAGE_TAG" if tag else "RESPONSE")
         if messaging_type not in MESSAGING_TYPES:
             raise InvalidInput(f"messaging_type must be one of {', '.join(MESSAGING_TYPES)}")

@@ -7,9 +7,8 @@ import json
 import pytest
 
 from gateway.config import ConfigError, Settings
-from gateway.domain import EventKind
+from gateway.domain import EventKind, iso
 from gateway.errors import InvalidInput
-from gateway.rest.shapes import iso
 from gateway.sources.facebook import signature
 from gateway.sources.facebook.webhook import parse_envelope, parse_event
 from gateway.store.mongo import decode_cursor, encode_cursor

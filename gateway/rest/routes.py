@@ -95,7 +95,7 @@ async def messages_list(gw: Gateway, body: bodies.MessagesList) -> Response:
     view = await gw.get_conversation(body.conversation_id)
     page = await gw.list_messages(body.conversation_id, cursor=body.cursor,
                                   page_size=body.page_size)
-    contact = contact_json(view.conversation.contact, view.conversation.id)
+    contact = contact_json(view.conversation)
     return JSONResponse(page_json(page, lambda m: message_json(m, contact)))
 
 

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
-from gateway.domain import Channel, Contact, ConversationView, Message, Page
-
-
-def iso(ms: int | None) -> str | None:
-    """Milliseconds since the epoch as `2019-02-13T09:39:13.811Z`."""
-    if ms is None:
-        return None
-    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+from gateway.domain import Channel, Conversation, ConversationView, Message, Page, iso
 
 
 def channel_json(channel: Channel) -> dict[str, Any]:
@@ -27,37 +18,17 @@ def channel_json(channel: Channel) -> dict[str, Any]:
     }
 
 
-def display_name(contact: Contact, conversation_id: str) -> str:
-    """Airy's placeholder until the profile is fetched: "Facebook " + the id's last 5 characters."""
-    return contact.display_name or f"Facebook {conversation_id[-5:]}"
-
-
-def contact_json(contact: Contact, conversation_id: str) -> dict[str, Any]:
+def contact_json(conversation: Conversation) -> dict[str, Any]:
+    contact = conversation.contact
     return {
         "id": contact.id,
-        "display_name": display_name(contact, conversation_id),
+        "display_name": conversation.display_name,
         "avatar_url": contact.avatar_url,
         "fetch_state": contact.fetch_state.value,
     }
 
 
 def message_json(message: Message, contact: dict[str, Any] | None = None) -> dict[str, Any]:
-    metadata: dict[str, Any] = {}
-    source: dict[str, Any] = {}
-    if message.source_message_id:
-        source["id"] = message.source_message_id
-    if message.error:
-        metadata["error"] = message.error.get("message")
-        source["error"] = message.error
-    if source:
-        metadata["source"] = source
-    if message.reaction:
-        metadata["reaction"] = {
-            "emoji": message.reaction.get("emoji"),
-            "sent_at": iso(message.reaction.get("sent_at")),
-        }
-    if not message.from_contact:
-        metadata["user_read"] = message.read_by_contact
     sender = {"id": None, "name": None, "avatar_url": None}
     if message.from_contact and contact:
         sender = {"id": contact["id"], "name": contact["display_name"],
@@ -73,14 +44,14 @@ def message_json(message: Message, contact: dict[str, Any] | None = None) -> dic
         "from_contact": message.from_contact,
         "sent_at": iso(message.sent_at),
         "source": "facebook",
-        "metadata": metadata,
+        "metadata": message.metadata(),
         "sender": sender,
     }
 
 
 def conversation_json(view: ConversationView) -> dict[str, Any]:
     conversation = view.conversation
-    contact = contact_json(conversation.contact, conversation.id)
+    contact = contact_json(conversation)
     return {
         "id": conversation.id,
         "created_at": iso(conversation.created_at),

@@ -249,7 +249,8 @@ class ConversationRepo:
 
     async def page(
         self, channel_ids: list[str] | None, cursor: str | None, size: int
-    ) -> tuple[list[Conversation], str | None, int]:
+    ) -> tuple[list[Conversation], list[str], bool, int]:
+        """Newest activity first; returns items, a cursor after each, whether more follow, total."""
         query: dict[str, Any] = {}
         if channel_ids is not None:
             query["channel_id"] = {"$in": channel_ids}
@@ -262,11 +263,8 @@ class ConversationRepo:
             [("last_message_at", DESCENDING), ("_id", DESCENDING)]
         ).limit(size + 1).to_list()
         items = [_conversation(doc) for doc in docs[:size]]
-        next_cursor = None
-        if len(docs) > size:
-            last = items[-1]
-            next_cursor = encode_cursor(last.last_message_at, last.id)
-        return items, next_cursor, total
+        cursors = [encode_cursor(c.last_message_at, c.id) for c in items]
+        return items, cursors, len(docs) > size, total
 
     async def profile_fetched(
         self, conversation_id: str, display_name: str | None, avatar_url: str | None
@@ -332,7 +330,7 @@ class MessageRepo:
 
     async def page(
         self, conversation_id: str, cursor: str | None, size: int
-    ) -> tuple[list[Message], str | None, int]:
+    ) -> tuple[list[Message], list[str], bool, int]:
         """Newest first. The cursor is the id of the last message of the previous page."""
         query: dict[str, Any] = {"conversation_id": conversation_id}
         total = await self.c.count_documents(query)
@@ -345,8 +343,7 @@ class MessageRepo:
             [("sent_at", DESCENDING), ("_id", DESCENDING)]
         ).limit(size + 1).to_list()
         items = [_message(doc) for doc in docs[:size]]
-        next_cursor = items[-1].id if len(docs) > size else None
-        return items, next_cursor, total
+        return items, [m.id for m in items], len(docs) > size, total
 
     async def mark_delivered(self, message_id: str, mid: str | None) -> Message | None:
         values: dict[str, Any] = {"state": DeliveryState.DELIVERED.value, "error": None}
@@ -538,3 +535,44 @@ class JobRepo:
 
     async def done(self, job_id: str) -> None:
         await self.c.delete_one({"_id": job_id})
+
+
+# --- change streams -------------------------------------------------------------------------
+
+WATCHED = {"messages": _message, "conversations": _conversation, "channels": _channel}
+
+
+@dataclass
+class Change:
+    """One write to a watched collection, as the domain object it left behind."""
+
+    collection: str  # messages, conversations, channels
+    operation: str  # insert, update, replace
+    value: Any  # Message, Conversation or Channel
+    resume_token: Any
+
+
+async def check_change_streams(store: Store) -> None:
+    """Open and close a change stream; raises what the server says when it cannot."""
+    async with await store.db.messages.watch(max_await_time_ms=1):
+        pass
+
+
+async def changes(
+    store: Store, collection: str, resume_after: Any = None,
+    on_open: Callable[[], None] | None = None,
+):
+    """Follow one collection (never the whole database) from `resume_after` on."""
+    convert = WATCHED[collection]
+    pipeline = [{"$match": {"operationType": {"$in": ["insert", "update", "replace"]}}}]
+    async with await store.db[collection].watch(
+        pipeline, full_document="updateLookup", resume_after=resume_after
+    ) as stream:
+        if on_open:
+            on_open()
+        async for change in stream:
+            document = change.get("fullDocument")
+            if document is None:  # deleted before the lookup
+                continue
+            yield Change(collection, change["operationType"], convert(document),
+                         stream.resume_token)

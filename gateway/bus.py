@@ -1,0 +1,130 @@
+"""Live events for subscribers, fed by MongoDB change streams: the store is the bus.
+
+Each process follows one change stream per collection it serves (messages, conversations,
+channels), so a write made by any process reaches the subscribers of every process with no other
+infrastructure. A stream that breaks is resumed from its last resume token, so nothing is missed.
+Each subscriber has its own bounded queue: a slow one is cut off with a reason, never the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from pymongo.errors import OperationFailure
+
+from gateway.store import Store
+from gateway.store.mongo import Change, changes
+
+log = logging.getLogger(__name__)
+
+Filter = Callable[[Change], bool]
+HISTORY_LOST = (280, 286)  # ChangeStreamFatalError, ChangeStreamHistoryLost
+
+
+class SubscriberTooSlow(Exception):
+    """The subscriber's queue overflowed; it was closed rather than left to fall behind."""
+
+
+class Subscription:
+    def __init__(self, bus: EventBus, accepts: Filter, size: int) -> None:
+        self._bus = bus
+        self._accepts = accepts
+        self._queue: asyncio.Queue[Change | None] = asyncio.Queue(maxsize=size)
+        self.overflowed = False
+
+    def offer(self, change: Change) -> None:
+        if self.overflowed or not self._accepts(change):
+            return
+        try:
+            self._queue.put_nowait(change)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            self._queue.get_nowait()  # make room for the end marker
+            self._queue.put_nowait(None)
+
+    async def __aiter__(self) -> AsyncIterator[Change]:
+        try:
+            while True:
+                change = await self._queue.get()
+                if change is None:
+                    raise SubscriberTooSlow(
+                        f"subscription closed: more than {self._queue.maxsize} events were "
+                        "waiting for this client; subscribe again to continue"
+                    )
+                yield change
+        finally:
+            self._bus.unsubscribe(self)
+
+
+class EventBus:
+    def __init__(self, store: Store, queue_size: int = 1000, retry_seconds: float = 1.0) -> None:
+        self._store = store
+        self._queue_size = queue_size
+        self._retry_seconds = retry_seconds
+        self._subscribers: set[Subscription] = set()
+        self._tasks: list[asyncio.Task] = []
+        self.ready = asyncio.Event()
+        self._opened: set[str] = set()
+
+    def subscribe(self, accepts: Filter) -> Subscription:
+        subscription = Subscription(self, accepts, self._queue_size)
+        self._subscribers.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscribers.discard(subscription)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def publish(self, change: Change) -> None:
+        for subscription in list(self._subscribers):
+            subscription.offer(change)
+
+    async def start(self, collections: tuple[str, ...] = ("messages", "conversations",
+                                                          "channels")) -> None:
+        for name in collections:
+            self._tasks.append(asyncio.create_task(self._follow(name), name=f"watch:{name}"))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.ready.wait(), 10)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _follow(self, collection: str) -> None:
+        token: Any = None
+        failures = 0
+
+        def opened() -> None:
+            self._opened.add(collection)
+            if len(self._opened) == len(self._tasks):
+                self.ready.set()
+
+        while True:
+            try:
+                async for change in changes(self._store, collection, token, opened):
+                    token = change.resume_token
+                    failures = 0
+                    self.publish(change)
+            except asyncio.CancelledError:
+                raise
+            except OperationFailure as exc:
+                if exc.code in HISTORY_LOST:  # the token is too old: start from now
+                    token = None
+                failures += 1
+                log.warning("change stream on %s failed (%s); reopening", collection, exc.code)
+                await asyncio.sleep(min(self._retry_seconds * failures, 10))
+            except Exception as exc:  # cursor lost, server away: resume from the last token
+                failures += 1
+                log.warning("change stream on %s interrupted (%s); resuming", collection,
+                            type(exc).__name__)
+                await asyncio.sleep(min(self._retry_seconds * failures, 10))
