@@ -7,25 +7,32 @@ import logging
 from collections.abc import AsyncIterator
 
 import httpx
-from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from gateway import rest
 from gateway.auth import TokenAuth
+from gateway.bus import EventBus
 from gateway.config import Settings
 from gateway.errors import GatewayError
+from gateway.graphql import graphql_app
 from gateway.service import Gateway
 from gateway.sources.facebook import routes as facebook_routes
 from gateway.sources.facebook.graph import GraphClient
 from gateway.store import Store
 from gateway.store.embedded import EmbeddedServer
+from gateway.store.mongo import check_change_streams
 from gateway.workers import Worker
 
 log = logging.getLogger("gateway")
+
+
+class StartupError(RuntimeError):
+    """The gateway cannot start as configured; the message says what to change."""
 
 
 def create_app(
@@ -45,6 +52,20 @@ def create_app(
             await embedded.start()
             url = embedded.url
         store = await Store.connect(url, settings.mongodb_database)
+        try:
+            await check_change_streams(store)
+        except OperationFailure as exc:
+            await store.close()
+            if embedded:
+                await embedded.stop()
+            raise StartupError(
+                f"MongoDB at {settings.store_description} cannot open change streams "
+                f"({exc.code}: {exc.details.get('errmsg') if exc.details else exc}). Live "
+                "subscriptions need them: run MongoDB as a replica set (a single node is "
+                "enough; docker-compose.yml shows how)."
+            ) from None
+        bus = EventBus(store, queue_size=settings.subscription_queue_size)
+        await bus.start()
         graph = GraphClient(
             settings.graph_api_url, timeout=settings.graph_api_timeout, transport=graph_transport
         )
@@ -59,6 +80,7 @@ def create_app(
         gateway.on_profile_due = workers[1].wake
         app.state.gateway = gateway
         app.state.store = store
+        app.state.bus = bus
         for worker in workers:
             worker.start()
         store_text = settings.store_description
@@ -71,15 +93,19 @@ def create_app(
         finally:
             for worker in workers:
                 await worker.stop()
+            await bus.stop()
             await graph.aclose()
             await store.close()
             if embedded:
                 await embedded.stop()
 
+    graphql = graphql_app(settings)
     app = Starlette(
         routes=[
             *facebook_routes.routes,
             *rest.routes,
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
             Route("/health", health, methods=["GET"]),
         ],
         middleware=[Middleware(TokenAuth, token=settings.system_token)],
@@ -100,7 +126,8 @@ async def health(request: Request) -> Response:
         await request.app.state.store.ping()
     except PyMongoError:
         return JSONResponse({"status": "unavailable", "store": "unreachable"}, status_code=503)
-    return JSONResponse({"status": "ok", "store": "ok"})
+    return JSONResponse({"status": "ok", "store": "ok",
+                         "subscribers": request.app.state.bus.subscriber_count})
 
 
 async def gateway_error(request: Request, exc: Exception) -> Response:

@@ -27,7 +27,8 @@ class TokenAuth:
         self.token = token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.token or scope["path"] in PUBLIC_PATHS:
+        # Websockets present the token in their connection_init (see gateway.graphql.view).
+        if scope["type"] != "http" or not self.token or _is_public(scope):
             await self.app(scope, receive, send)
             return
         header = ""
@@ -40,6 +41,17 @@ class TokenAuth:
             await _refuse(send, 403, "the API token is not valid")
         else:
             await self.app(scope, receive, send)
+
+
+def _is_public(scope: Scope) -> bool:
+    if scope["path"] in PUBLIC_PATHS:
+        return True
+    # The GraphiQL page itself (no query in it) loads in a browser, which sends no token; the
+    # queries it then runs carry the token in the headers GraphiQL lets the user set.
+    if scope["path"] == "/graphql" and scope["method"] == "GET" and not scope["query_string"]:
+        accept = next((v for k, v in scope["headers"] if k == b"accept"), b"")
+        return b"text/html" in accept
+    return False
 
 
 async def _refuse(send: Send, status: int, message: str) -> None:

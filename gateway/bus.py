@@ -33,18 +33,19 @@ class Subscription:
     def __init__(self, bus: EventBus, accepts: Filter, size: int) -> None:
         self._bus = bus
         self._accepts = accepts
-        self._queue: asyncio.Queue[Change | None] = asyncio.Queue(maxsize=size)
+        self._size = size
+        # One slot more than `size`, for the end marker that says why the subscription ends.
+        self._queue: asyncio.Queue[Change | None] = asyncio.Queue(maxsize=size + 1)
         self.overflowed = False
 
     def offer(self, change: Change) -> None:
         if self.overflowed or not self._accepts(change):
             return
-        try:
-            self._queue.put_nowait(change)
-        except asyncio.QueueFull:
+        if self._queue.qsize() >= self._size:
             self.overflowed = True
-            self._queue.get_nowait()  # make room for the end marker
             self._queue.put_nowait(None)
+        else:
+            self._queue.put_nowait(change)
 
     async def __aiter__(self) -> AsyncIterator[Change]:
         try:
@@ -52,7 +53,7 @@ class Subscription:
                 change = await self._queue.get()
                 if change is None:
                     raise SubscriberTooSlow(
-                        f"subscription closed: more than {self._queue.maxsize} events were "
+                        f"subscription closed: more than {self._size} events were "
                         "waiting for this client; subscribe again to continue"
                     )
                 yield change

@@ -31,6 +31,12 @@ class Settings:
     retry_max_seconds: float = 300.0
     worker_poll_seconds: float = 1.0
     log_level: str = "INFO"
+    graphql_max_depth: int = 10
+    graphql_max_tokens: int = 2000
+    graphql_max_aliases: int = 30
+    graphql_cache_size: int = 256
+    subscription_queue_size: int = 1000
+    ws_max_subscriptions: int = 100
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -75,6 +81,18 @@ class Settings:
             retry_max_seconds=number("RETRY_MAX_SECONDS", cls.retry_max_seconds, float, 0.01),
             worker_poll_seconds=number("WORKER_POLL_SECONDS", cls.worker_poll_seconds, float, 0.01),
             log_level=log_level,
+            graphql_max_depth=int(number("GRAPHQL_MAX_DEPTH", cls.graphql_max_depth, int, 1)),
+            graphql_max_tokens=int(number("GRAPHQL_MAX_TOKENS", cls.graphql_max_tokens, int, 1)),
+            graphql_max_aliases=int(
+                number("GRAPHQL_MAX_ALIASES", cls.graphql_max_aliases, int, 0)
+            ),
+            graphql_cache_size=int(number("GRAPHQL_CACHE_SIZE", cls.graphql_cache_size, int, 1)),
+            subscription_queue_size=int(
+                number("SUBSCRIPTION_QUEUE_SIZE", cls.subscription_queue_size, int, 1)
+            ),
+            ws_max_subscriptions=int(
+                number("WS_MAX_SUBSCRIPTIONS", cls.ws_max_subscriptions, int, 1)
+            ),
         )
 
     def __repr__(self) -> str:  # secrets never reach a log through repr()

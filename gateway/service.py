@@ -129,6 +129,11 @@ class Gateway:
             raise NotFound(f"channel {channel_id} not found")
         return channel
 
+    async def channels_by_ids(self, ids: list[str]) -> list[Channel | None]:
+        """For DataLoaders: one query for any number of ids, answers in the order asked."""
+        found = await self.store.channels.many(ids)
+        return [found.get(i) for i in ids]
+
     # --- conversations ----------------------------------------------------------------------
 
     async def list_conversations(

@@ -43,11 +43,8 @@ def wait_for(check: Callable[[], Any], timeout: float = 15.0, interval: float = 
     raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
 
 
-@pytest.fixture(scope="session")
-def nx_url(tmp_path_factory) -> Iterator[str]:
-    """One nx-27017 server for the session; each gateway gets a database of its own."""
-    data = tmp_path_factory.mktemp("nx")
-    port = free_port()
+def start_nx(data: Path, port: int) -> subprocess.Popen:
+    """An nx-27017 server on 127.0.0.1:`port` keeping its files in `data`."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "nx_27017.nx_27017", "--data-dir", str(data), "-p", str(port),
          "--pid-file", str(data / "nx.pid"), "--log-file", str(data / "nx.log")],
@@ -57,12 +54,23 @@ def nx_url(tmp_path_factory) -> Iterator[str]:
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
+            return proc
         except OSError:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("nx-27017 did not start")
             time.sleep(0.05)
-    yield f"mongodb://127.0.0.1:{port}/?directConnection=true"
+
+
+def nx_url_for(port: int) -> str:
+    return f"mongodb://127.0.0.1:{port}/?directConnection=true"
+
+
+@pytest.fixture(scope="session")
+def nx_url(tmp_path_factory) -> Iterator[str]:
+    """One nx-27017 server for the session; each gateway gets a database of its own."""
+    port = free_port()
+    proc = start_nx(tmp_path_factory.mktemp("nx"), port)
+    yield nx_url_for(port)
     proc.terminate()
     proc.wait(10)
 

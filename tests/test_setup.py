@@ -62,7 +62,7 @@ def test_embedded_store_survives_a_killed_gateway(start_gateway, graph, tmp_path
 def test_health_reports_the_store(gateway):
     response = gateway.http.get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "store": "ok"}
+    assert response.json() == {"status": "ok", "store": "ok", "subscribers": 0}
 
 
 def test_no_page_token_reaches_the_log(start_gateway, graph):

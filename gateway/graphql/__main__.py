@@ -1,0 +1,5 @@
+"""`python -m gateway.graphql > schema/schema.graphql` regenerates the SDL."""
+
+from gateway.graphql import sdl
+
+print(sdl(), end="")

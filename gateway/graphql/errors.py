@@ -1,0 +1,39 @@
+"""Errors a user can fix keep their message and get `extensions.code`; every other one is masked."""
+
+from __future__ import annotations
+
+import logging
+
+from graphql.error import GraphQLError
+from strawberry.extensions import MaskErrors
+
+from gateway.bus import SubscriberTooSlow
+from gateway.errors import GatewayError
+
+log = logging.getLogger(__name__)
+
+
+class GatewayErrors(MaskErrors):
+    def __init__(self) -> None:
+        super().__init__(error_message="Unexpected error.")
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        return [self._shape(error) for error in errors]
+
+    def _shape(self, error: GraphQLError) -> GraphQLError:
+        original = error.original_error
+        if original is None or not error.path:  # parse, validation, variables: about the request
+            return _with_code(error, error.message, "GRAPHQL_VALIDATION_FAILED")
+        if isinstance(original, GatewayError):
+            return _with_code(error, original.message, original.code)
+        if isinstance(original, SubscriberTooSlow):
+            return _with_code(error, str(original), "SUBSCRIBER_TOO_SLOW")
+        log.error("unexpected error in GraphQL resolver %s", error.path, exc_info=original)
+        return _with_code(error, self.error_message, "INTERNAL_SERVER_ERROR")
+
+
+def _with_code(error: GraphQLError, message: str, code: str) -> GraphQLError:
+    return GraphQLError(
+        message=message, nodes=error.nodes, source=error.source, positions=error.positions,
+        path=error.path, original_error=None, extensions={**(error.extensions or {}), "code": code},
+    )
