@@ -51,7 +51,14 @@ def create_app(
             embedded = EmbeddedServer(settings.data_dir)
             await embedded.start()
             url = embedded.url
-        store = await Store.connect(url, settings.mongodb_database)
+        try:
+            store = await Store.connect(url, settings.mongodb_database)
+        except PyMongoError as exc:
+            if embedded:
+                await embedded.stop()
+            raise StartupError(
+                f"cannot reach the store ({settings.store_description}): {type(exc).__name__}"
+            ) from None
         try:
             await check_change_streams(store)
         except OperationFailure as exc:
@@ -62,7 +69,8 @@ def create_app(
                 f"MongoDB at {settings.store_description} cannot open change streams "
                 f"({exc.code}: {exc.details.get('errmsg') if exc.details else exc}). Live "
                 "subscriptions need them: run MongoDB as a replica set (a single node is "
-                "enough; docker-compose.yml shows how)."
+                "enough: start mongod with --replSet rs0, run rs.initiate() once, and add "
+                "?replicaSet=rs0 to MONGODB_URL)."
             ) from None
         bus = EventBus(store, queue_size=settings.subscription_queue_size)
         await bus.start()

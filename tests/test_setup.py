@@ -87,3 +87,12 @@ def test_no_page_token_reaches_the_log(start_gateway, graph):
         assert line in log, line
     assert token not in log
     assert "access_token" not in log
+
+
+def test_an_unreachable_store_stops_start_up_with_a_clear_message(tmp_path):
+    env = {**os.environ, "MONGODB_URL": "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=500",
+           "PORT": "0"}
+    out = subprocess.run([sys.executable, "-m", "gateway"], capture_output=True, text=True,
+                         timeout=60, env=env)
+    assert out.returncode != 0
+    assert "cannot reach the store (MongoDB mongodb://127.0.0.1:9/" in out.stderr

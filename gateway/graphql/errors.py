@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from graphql.error import GraphQLError
+from pymongo.errors import ConnectionFailure
 from strawberry.extensions import MaskErrors
 
 from gateway.bus import SubscriberTooSlow
@@ -28,6 +29,9 @@ class GatewayErrors(MaskErrors):
             return _with_code(error, original.message, original.code)
         if isinstance(original, SubscriberTooSlow):
             return _with_code(error, str(original), "SUBSCRIBER_TOO_SLOW")
+        if isinstance(original, ConnectionFailure):
+            return _with_code(error, "the store is unavailable, try again shortly",
+                              "STORE_UNAVAILABLE")
         log.error("unexpected error in GraphQL resolver %s", error.path, exc_info=original)
         return _with_code(error, self.error_message, "INTERNAL_SERVER_ERROR")
 
