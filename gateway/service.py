@@ -27,7 +27,7 @@ from gateway.domain import (
 )
 from gateway.errors import Forbidden, InvalidInput, NotFound, UpstreamError, UpstreamRefused
 from gateway.store import Store
-from gateway.store.mongo import Job
+from gateway.store.mongo import Job, JobRepo
 from gateway.validation import check_storable
 
 log = logging.getLogger(__name__)
@@ -240,11 +240,8 @@ class Gateway:
 
     async def _deliver(self, job: Job) -> None:
         message = await self.store.messages.get(job.id)
-        if message is None:  # still being stored, or its request failed before storing it
-            if now_ms() - job.created_at > ORPHAN_JOB_MS:
-                await self.store.outbox.done(job.id)
-            else:
-                await self.store.outbox.retry_at(job.id, now_ms() + 1000, job.attempts)
+        if message is None:
+            await self._subject_missing(self.store.outbox, job)
             return
         if message.state is not DeliveryState.PENDING:
             await self.store.outbox.done(job.id)
@@ -279,6 +276,15 @@ class Gateway:
             await self.store.messages.mark_delivered(message.id, mid)
         await self.store.outbox.done(job.id)
 
+    @staticmethod
+    async def _subject_missing(queue: JobRepo, job: Job) -> None:
+        """What the job is about is not stored: not yet (look again in a second), or never
+        (its request failed, or it lost a race to create it): then the job is dropped."""
+        if now_ms() - job.created_at > ORPHAN_JOB_MS:
+            await queue.done(job.id)
+        else:
+            await queue.retry_at(job.id, now_ms() + 1000, job.attempts)
+
     def backoff(self, attempts: int) -> float:
         """Exponential backoff with jitter: about base·2^(n-1) seconds, capped."""
         delay = self.settings.retry_base_seconds * 2 ** (attempts - 1)
@@ -292,11 +298,8 @@ class Gateway:
         while job := await self.store.profile_jobs.claim(now_ms(), self._lease_ms):
             tried += 1
             conversation = await self.store.conversations.get(job.id)
-            if conversation is None:  # being stored, or lost a race to create it
-                if now_ms() - job.created_at > ORPHAN_JOB_MS:
-                    await self.store.profile_jobs.done(job.id)
-                else:
-                    await self.store.profile_jobs.retry_at(job.id, now_ms() + 1000, job.attempts)
+            if conversation is None:
+                await self._subject_missing(self.store.profile_jobs, job)
                 continue
             attempts = job.attempts + 1
             channel = await self.store.channels.get(conversation.channel_id)
