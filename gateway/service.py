@@ -36,6 +36,9 @@ MAX_PAGE_SIZE = 100
 # Our message id rides in the Send API's `metadata`, so the echo Meta sends back names it.
 ECHO_METADATA_PREFIX = "mg:"
 MESSAGING_TYPES = ("RESPONSE", "UPDATE", "MESSAGE_TAG")
+# Meta refusing a profile (no permission, person gone) this often is taken as final; outages
+# and rate limits are retried for as long as they last.
+PROFILE_MAX_REFUSALS = 5
 # A job whose subject never got stored (its request failed in between) is dropped after this.
 ORPHAN_JOB_MS = 60_000
 
@@ -273,7 +276,11 @@ class Gateway:
                         message.id, attempts, exc.message)
             await self.store.messages.mark_failed(message.id, exc.to_dict())
         else:
-            await self.store.messages.mark_delivered(message.id, mid)
+            removed = await self.store.messages.mark_delivered(message.id, mid)
+            if removed:
+                await self.store.conversations.replace_last_message(
+                    message.conversation_id, removed, message.id
+                )
         await self.store.outbox.done(job.id)
 
     @staticmethod
@@ -308,10 +315,15 @@ class Gateway:
                     raise UpstreamRefused("the conversation's channel is disconnected")
                 profile = await self.graph.get_profile(conversation.contact.id, channel.page_token)
             except UpstreamError as exc:
+                await self.store.conversations.profile_failed(conversation.id, exc.message)
+                if not exc.transient and attempts >= PROFILE_MAX_REFUSALS:
+                    log.warning("profile of conversation %s: refused %d times (%s); giving up",
+                                conversation.id, attempts, exc.message)
+                    await self.store.profile_jobs.done(job.id)
+                    continue
                 delay = self.backoff(attempts)
                 log.warning("profile of conversation %s: attempt %d failed (%s), retrying in %.0fs",
                             conversation.id, attempts, exc.message, delay)
-                await self.store.conversations.profile_failed(conversation.id, exc.message)
                 await self.store.profile_jobs.retry_at(
                     job.id, now_ms() + int(delay * 1000), attempts
                 )

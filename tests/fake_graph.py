@@ -35,6 +35,7 @@ class Call:
     query: dict[str, str]
     json: Any
     kind: str  # send, subscribe, unsubscribe, page, profile, other
+    answered: bool = False  # the fake has sent its answer
 
 
 @dataclass
@@ -47,6 +48,7 @@ class FakeGraph:
     failures: dict[str, deque] = field(default_factory=lambda: defaultdict(deque))
     delays: dict[str, float] = field(default_factory=dict)
     next_mid: itertools.count = field(default_factory=lambda: itertools.count(1))
+    mids: deque = field(default_factory=deque)  # mids the next sends answer with, in order
     url: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -57,6 +59,7 @@ class FakeGraph:
             self.calls.clear()
             self.failures.clear()
             self.delays.clear()
+            self.mids.clear()
 
     def add_page(self, page_id: str, token: str, name: str = "Test Page",
                  picture: str = "https://img.example/page.png") -> None:
@@ -97,11 +100,15 @@ class FakeGraph:
                 await asyncio.sleep(delay)
             if mode == "timeout":
                 await asyncio.sleep(timeout_sleep)
-                return JSONResponse({"error": {"message": "too late", "code": 2}}, status_code=504)
-            if mode:
+                response = JSONResponse({"error": {"message": "too late", "code": 2}},
+                                        status_code=504)
+            elif mode:
                 status, payload = FAILURES[mode]
-                return JSONResponse(payload, status_code=status)
-            return self._answer(request.method, path, call)
+                response = JSONResponse(payload, status_code=status)
+            else:
+                response = self._answer(request.method, path, call)
+            call.answered = True
+            return response
 
         return Starlette(routes=[Route("/{version}/{rest:path}", handle,
                                        methods=["GET", "POST", "DELETE"])])
@@ -123,8 +130,8 @@ class FakeGraph:
             if page is None:
                 return JSONResponse(FAILURES["bad_token"][1], status_code=400)
             recipient = (call.json or {}).get("recipient", {}).get("id")
-            return JSONResponse({"recipient_id": recipient,
-                                 "message_id": f"m_fake_{next(self.next_mid)}"})
+            mid = self.mids.popleft() if self.mids else f"m_fake_{next(self.next_mid)}"
+            return JSONResponse({"recipient_id": recipient, "message_id": mid})
         if len(parts) == 2 and parts[1] == "subscribed_apps":
             page = self.pages.get(parts[0])
             if page is None or page["token"] != token:

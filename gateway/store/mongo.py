@@ -243,6 +243,10 @@ class ConversationRepo:
         if unread and result.matched_count == 0:  # an older message arriving late
             await self.c.update_one({"_id": conversation_id}, {"$inc": {"unread_count": 1}})
 
+    async def replace_last_message(self, conversation_id: str, old_id: str, new_id: str) -> None:
+        await self.c.update_one({"_id": conversation_id, "last_message_id": old_id},
+                                {"$set": {"last_message_id": new_id}})
+
     async def mark_read(self, conversation_id: str) -> bool:
         result = await self.c.update_one({"_id": conversation_id}, {"$set": {"unread_count": 0}})
         return result.matched_count == 1
@@ -345,24 +349,26 @@ class MessageRepo:
         items = [_message(doc) for doc in docs[:size]]
         return items, [m.id for m in items], len(docs) > size, total
 
-    async def mark_delivered(self, message_id: str, mid: str | None) -> Message | None:
+    async def mark_delivered(self, message_id: str, mid: str | None) -> str | None:
+        """Record the delivery; returns the id of a duplicate echo copy removed on the way."""
         values: dict[str, Any] = {"state": DeliveryState.DELIVERED.value, "error": None}
         if mid:
             values["mid"] = mid
         # A delivery webhook may have marked it delivered already: the mid is still recorded.
         query = {"_id": message_id, "state": {"$in": [DeliveryState.PENDING.value,
                                                       DeliveryState.DELIVERED.value]}}
+        # update_one, not find_one_and_update: nx-27017 answers a duplicate key in the latter
+        # with "no document" instead of the error MongoDB raises.
         try:
-            doc = await self.c.find_one_and_update(
-                query, {"$set": values}, return_document=ReturnDocument.AFTER
-            )
+            await self.c.update_one(query, {"$set": values})
+            return None
         except DuplicateKeyError:
             # An echo of this very send was stored first as a message of its own: keep one.
-            await self.c.delete_one({"mid": mid, "_id": {"$ne": message_id}, "kind": "echo"})
-            doc = await self.c.find_one_and_update(
-                query, {"$set": values}, return_document=ReturnDocument.AFTER
+            copy = await self.c.find_one_and_delete(
+                {"mid": mid, "_id": {"$ne": message_id}, "kind": "echo"}
             )
-        return _message(doc)
+            await self.c.update_one(query, {"$set": values})
+            return copy["_id"] if copy else None
 
     async def mark_failed(self, message_id: str, error: dict[str, Any]) -> None:
         await self.c.update_one(
