@@ -331,3 +331,39 @@ def test_two_processes_share_events_through_the_store(start_gateway, graph):
         first.webhook(payloads.envelope(page, payloads.text(page, "9101", "via the first")))
         result = ws.next("1")
         assert result["data"]["messageCreated"]["content"]["message"]["text"] == "via the first"
+
+
+def test_rest_sends_reads_and_reactions_reach_subscribers(gateway, graph):
+    channel, page = inbound(gateway, graph, psid="9201")
+    conv = conversation_id(gateway)
+    with GraphQLSocket(gateway.url, LEGACY_WS) as ws:
+        ws.init()
+        ws.subscribe("new", CREATED, {"conversationId": conv})
+        ws.subscribe("changed", UPDATED, {"conversationId": conv})
+        subscribed(gateway, 2)
+        sent = gateway.post("/messages.send", {"conversation_id": conv,
+                                               "message": {"text": "via REST"}}).json()
+        got = {}
+        while "changed" not in got:
+            message = ws.receive()
+            got.setdefault(message["id"], message["payload"]["data"])
+        assert got["new"]["messageCreated"]["id"] == sent["id"]
+        delivered = got["changed"]["messageUpdated"]
+        assert delivered["id"] == sent["id"] and delivered["state"] == "DELIVERED"
+        mid = delivered["metadata"]["source"]["id"]
+
+        gateway.webhook(payloads.envelope(page, payloads.read(page, "9201", payloads.ts() + 10**6)))
+        read = ws.next("changed")["data"]["messageUpdated"]
+        assert read["id"] == sent["id"] and read["metadata"]["user_read"] is True
+
+        gateway.webhook(payloads.envelope(page, payloads.reaction(page, "9201", mid, emoji="\U0001F389")))
+        reacted = ws.next("changed")["data"]["messageUpdated"]
+        assert reacted["id"] == sent["id"]
+        assert reacted["metadata"]["reaction"]["emoji"] == "\U0001F389"
+
+
+def test_no_output_type_carries_a_page_token():
+    schema_text = sdl()
+    outputs = schema_text.split("input ConnectFacebookChannelInput")[0] + \
+        schema_text.split("input ConnectFacebookChannelInput")[1].split("}", 1)[1]
+    assert "token" not in outputs.lower()
