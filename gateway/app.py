@@ -5,14 +5,16 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 
 from gateway import rest
 from gateway.auth import TokenAuth
@@ -108,14 +110,19 @@ def create_app(
                 await embedded.stop()
 
     graphql = graphql_app(settings)
+    routes = [
+        *facebook_routes.routes,
+        *rest.routes,
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
+        Route("/health", health, methods=["GET"]),
+    ]
+    inbox = Path(settings.inbox_dir)
+    if (inbox / "index.html").is_file():  # built with `npm run build` in frontend-sample/
+        routes.append(Route("/inbox", lambda request: RedirectResponse("/inbox/")))
+        routes.append(Mount("/inbox", StaticFiles(directory=inbox, html=True), name="inbox"))
     app = Starlette(
-        routes=[
-            *facebook_routes.routes,
-            *rest.routes,
-            Route("/graphql", graphql, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", graphql),
-            Route("/health", health, methods=["GET"]),
-        ],
+        routes=routes,
         middleware=[Middleware(TokenAuth, token=settings.system_token)],
         exception_handlers={
             GatewayError: gateway_error,

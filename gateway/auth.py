@@ -46,6 +46,9 @@ class TokenAuth:
 def _is_public(scope: Scope) -> bool:
     if scope["path"] in PUBLIC_PATHS:
         return True
+    # The inbox's static files: the page asks for the token and sends it with each API call.
+    if scope["path"] == "/inbox" or scope["path"].startswith("/inbox/"):
+        return True
     # The GraphiQL page itself (no query in it) loads in a browser, which sends no token; the
     # queries it then runs carry the token in the headers GraphiQL lets the user set.
     if scope["path"] == "/graphql" and scope["method"] == "GET" and not scope["query_string"]:

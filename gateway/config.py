@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from dataclasses import dataclass
 
 DEFAULT_GRAPH_API_URL = "https://graph.facebook.com/v21.0"
+# Where `npm run build` in frontend-sample/ puts the inbox, in a checkout of the repository.
+DEFAULT_INBOX_DIR = str(Path(__file__).resolve().parent.parent / "frontend-sample" / "dist")
 
 
 class ConfigError(ValueError):
@@ -37,6 +40,7 @@ class Settings:
     graphql_cache_size: int = 256
     subscription_queue_size: int = 1000
     ws_max_subscriptions: int = 100
+    inbox_dir: str = DEFAULT_INBOX_DIR
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -93,6 +97,7 @@ class Settings:
             ws_max_subscriptions=int(
                 number("WS_MAX_SUBSCRIPTIONS", cls.ws_max_subscriptions, int, 1)
             ),
+            inbox_dir=text("INBOX_DIR", DEFAULT_INBOX_DIR),
         )
 
     def __repr__(self) -> str:  # secrets never reach a log through repr()

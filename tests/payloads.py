@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 import uuid
 from typing import Any
 
-_clock = itertools.count(int(time.time() * 1000))
+_last = 0
 
 
 def ts() -> int:
-    """Strictly increasing millisecond timestamps, like Meta's for one conversation."""
-    return next(_clock)
+    """The time now in milliseconds, strictly increasing from call to call, as Meta's are."""
+    global _last
+    _last = max(int(time.time() * 1000), _last + 1)
+    return _last
 
 
 def mid() -> str:
