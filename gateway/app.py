@@ -22,12 +22,14 @@ from gateway.bus import EventBus
 from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.graphql import graphql_app
+from gateway.middleware import BodyLimit, RequestId
 from gateway.service import Gateway
 from gateway.sources.facebook import routes as facebook_routes
 from gateway.sources.facebook.graph import GraphClient
 from gateway.store import Store
 from gateway.store.embedded import EmbeddedServer
 from gateway.store.mongo import check_change_streams
+from gateway.store.secrets import TokenCipher
 from gateway.workers import Worker
 
 log = logging.getLogger("gateway")
@@ -54,7 +56,11 @@ def create_app(
             await embedded.start()
             url = embedded.url
         try:
-            store = await Store.connect(url, settings.mongodb_database)
+            store = await Store.connect(
+                url, settings.mongodb_database,
+                timeout_ms=int(settings.store_timeout_seconds * 1000),
+                cipher=TokenCipher(settings.token_encryption_key),
+            )
         except PyMongoError as exc:
             if embedded:
                 await embedded.stop()
@@ -123,7 +129,11 @@ def create_app(
         routes.append(Mount("/inbox", StaticFiles(directory=inbox, html=True), name="inbox"))
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(TokenAuth, token=settings.system_token)],
+        middleware=[
+            Middleware(RequestId),
+            Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
+            Middleware(TokenAuth, token=settings.system_token),
+        ],
         exception_handlers={
             GatewayError: gateway_error,
             ConnectionFailure: store_unavailable,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from dataclasses import dataclass
+
+from cryptography.fernet import Fernet
+from dataclasses import dataclass, field
 
 DEFAULT_GRAPH_API_URL = "https://graph.facebook.com/v21.0"
 # Where `npm run build` in frontend-sample/ puts the inbox, in a checkout of the repository.
@@ -41,6 +43,11 @@ class Settings:
     subscription_queue_size: int = 1000
     ws_max_subscriptions: int = 100
     inbox_dir: str = DEFAULT_INBOX_DIR
+    log_format: str = "text"
+    max_body_bytes: int = 1024 * 1024
+    ws_max_message_bytes: int = 64 * 1024
+    store_timeout_seconds: float = 5.0
+    token_encryption_key: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -68,6 +75,19 @@ class Settings:
         log_level = text("LOG_LEVEL", cls.log_level).upper()
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError("LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        log_format = text("LOG_FORMAT", cls.log_format).lower()
+        if log_format not in ("text", "json"):
+            raise ConfigError("LOG_FORMAT must be text or json")
+        key = env.get("TOKEN_ENCRYPTION_KEY", "").strip()
+        if key:
+            try:
+                Fernet(key.encode())
+            except ValueError:
+                raise ConfigError(
+                    "TOKEN_ENCRYPTION_KEY must be a Fernet key (32 url-safe base64-encoded bytes); "
+                    "make one with: python -c 'from cryptography.fernet import Fernet; "
+                    "print(Fernet.generate_key().decode())'"
+                ) from None
         return cls(
             host=text("HOST", cls.host),
             port=int(number("PORT", cls.port, int, 0)),
@@ -98,6 +118,14 @@ class Settings:
                 number("WS_MAX_SUBSCRIPTIONS", cls.ws_max_subscriptions, int, 1)
             ),
             inbox_dir=text("INBOX_DIR", DEFAULT_INBOX_DIR),
+            log_format=log_format,
+            max_body_bytes=int(number("MAX_BODY_BYTES", cls.max_body_bytes, int, 1024)),
+            ws_max_message_bytes=int(
+                number("WS_MAX_MESSAGE_BYTES", cls.ws_max_message_bytes, int, 1024)
+            ),
+            store_timeout_seconds=number("STORE_TIMEOUT_SECONDS", cls.store_timeout_seconds,
+                                         float, 0.1),
+            token_encryption_key=key,
         )
 
     def __repr__(self) -> str:  # secrets never reach a log through repr()

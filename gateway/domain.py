@@ -60,6 +60,7 @@ class Channel:
     created_at: int
     updated_at: int
     source: str = "facebook"
+    token_valid: bool = True  # False once Meta refuses the token: connect the page again
     # The page token is held by the store and handed only to the Graph API client;
     # it is kept out of repr() so that no log line can print it.
     page_token: str = field(default="", repr=False)

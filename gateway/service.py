@@ -36,6 +36,7 @@ MAX_PAGE_SIZE = 100
 # Our message id rides in the Send API's `metadata`, so the echo Meta sends back names it.
 ECHO_METADATA_PREFIX = "mg:"
 MESSAGING_TYPES = ("RESPONSE", "UPDATE", "MESSAGE_TAG")
+INVALID_TOKEN = 190  # Graph API: the access token expired, was revoked or is malformed
 # Meta refusing a profile (no permission, person gone) this often is taken as final; outages
 # and rate limits are retried for as long as they last.
 PROFILE_MAX_REFUSALS = 5
@@ -275,6 +276,7 @@ class Gateway:
             log.warning("message %s failed after %d attempt(s): %s",
                         message.id, attempts, exc.message)
             await self.store.messages.mark_failed(message.id, exc.to_dict())
+            await self._note_token_refusal(channel, exc)
         else:
             removed = await self.store.messages.mark_delivered(message.id, mid)
             if removed:
@@ -282,6 +284,12 @@ class Gateway:
                     message.conversation_id, removed, message.id
                 )
         await self.store.outbox.done(job.id)
+
+    async def _note_token_refusal(self, channel: Channel, exc: UpstreamError) -> None:
+        if exc.graph_code == INVALID_TOKEN and channel.token_valid:
+            log.warning("channel %s: Meta refused its page token; connect the page again",
+                        channel.id)
+            await self.store.channels.token_refused(channel.id, now_ms())
 
     @staticmethod
     async def _subject_missing(queue: JobRepo, job: Job) -> None:
@@ -316,6 +324,8 @@ class Gateway:
                 profile = await self.graph.get_profile(conversation.contact.id, channel.page_token)
             except UpstreamError as exc:
                 await self.store.conversations.profile_failed(conversation.id, exc.message)
+                if channel is not None:
+                    await self._note_token_refusal(channel, exc)
                 if not exc.transient and attempts >= PROFILE_MAX_REFUSALS:
                     log.warning("profile of conversation %s: refused %d times (%s); giving up",
                                 conversation.id, attempts, exc.message)

@@ -39,12 +39,16 @@ class Channel:
     name: str
     image_url: str | None
     connected: bool
+    token_valid: bool = strawberry.field(
+        description="False once Meta refused the page token: connect the page again."
+    )
 
     @classmethod
     def of(cls, channel: domain.Channel) -> Channel:
         return cls(id=strawberry.ID(channel.id), source=channel.source,
                    source_channel_id=channel.source_channel_id, name=channel.name,
-                   image_url=channel.image_url, connected=channel.connected)
+                   image_url=channel.image_url, connected=channel.connected,
+                   token_valid=channel.token_valid)
 
 
 @strawberry.type(description="The person a conversation is with.")

@@ -14,7 +14,8 @@ def channel_json(channel: Channel) -> dict[str, Any]:
         "source": channel.source,
         "source_channel_id": channel.source_channel_id,
         "connected": channel.connected,
-        "metadata": {"name": channel.name, "image_url": channel.image_url},
+        "metadata": {"name": channel.name, "image_url": channel.image_url,
+                     "token_valid": channel.token_valid},
     }
 
 

@@ -30,6 +30,7 @@ from gateway.domain import (
     new_id,
 )
 from gateway.errors import InvalidInput
+from gateway.store.secrets import TokenCipher
 
 DUPLICATE_KEY = 11000
 
@@ -50,10 +51,12 @@ INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, Any]]] = [
 class Store:
     """One database: channels, conversations, messages and the raw events log."""
 
-    def __init__(self, client: AsyncMongoClient, database: str) -> None:
+    def __init__(
+        self, client: AsyncMongoClient, database: str, cipher: TokenCipher | None = None
+    ) -> None:
         self.client = client
         self.db = client[database]
-        self.channels = ChannelRepo(self.db.channels)
+        self.channels = ChannelRepo(self.db.channels, cipher or TokenCipher())
         self.conversations = ConversationRepo(self.db.conversations)
         self.messages = MessageRepo(self.db.messages)
         self.events = EventRepo(self.db.events)
@@ -62,11 +65,14 @@ class Store:
         self.profile_jobs = JobRepo(self.db.profile_jobs)
 
     @classmethod
-    async def connect(cls, url: str, database: str, *, timeout_ms: int = 10_000) -> Store:
+    async def connect(
+        cls, url: str, database: str, *, timeout_ms: int = 10_000,
+        cipher: TokenCipher | None = None,
+    ) -> Store:
         client: AsyncMongoClient = AsyncMongoClient(
             url, serverSelectionTimeoutMS=timeout_ms, tz_aware=True, uuidRepresentation="standard"
         )
-        store = cls(client, database)
+        store = cls(client, database, cipher)
         await store.ping()
         await store.ensure_indexes()
         return store
@@ -114,32 +120,45 @@ def _after(field: str, value: int, item_id: str) -> dict[str, Any]:
 
 
 class ChannelRepo:
-    def __init__(self, collection) -> None:
+    def __init__(self, collection, cipher: TokenCipher) -> None:
         self.c = collection
+        self.cipher = cipher
+
+    def _channel(self, doc: dict[str, Any] | None) -> Channel | None:
+        channel = _channel(doc)
+        if channel:
+            channel.page_token = self.cipher.open(channel.page_token)
+        return channel
 
     async def get(self, channel_id: str) -> Channel | None:
-        return _channel(await self.c.find_one({"_id": channel_id}))
+        return self._channel(await self.c.find_one({"_id": channel_id}))
 
     async def by_page(self, page_id: str) -> Channel | None:
-        return _channel(await self.c.find_one({"source_channel_id": page_id}))
+        return self._channel(await self.c.find_one({"source_channel_id": page_id}))
 
     async def many(self, ids: list[str]) -> dict[str, Channel]:
         docs = self.c.find({"_id": {"$in": list(set(ids))}})
-        return {doc["_id"]: _channel(doc) async for doc in docs}
+        return {doc["_id"]: self._channel(doc) async for doc in docs}
 
     async def list(self, source: str | None = None, connected: bool = True) -> list[Channel]:
         query: dict[str, Any] = {"connected": connected}
         if source:
             query["source"] = source
-        return [_channel(doc) async for doc in self.c.find(query).sort("created_at", ASCENDING)]
+        docs = self.c.find(query).sort("created_at", ASCENDING)
+        return [self._channel(doc) async for doc in docs]
+
+    async def token_refused(self, channel_id: str, at: int) -> None:
+        """Meta no longer accepts the page token: the page must be connected again."""
+        await self.c.update_one({"_id": channel_id, "token_valid": True},
+                                {"$set": {"token_valid": False, "updated_at": at}})
 
     async def save_connected(
         self, page_id: str, name: str, image_url: str | None, token: str, at: int
     ) -> Channel:
         """Store the page as connected: a page connected before keeps its id."""
         values = {
-            "name": name, "image_url": image_url, "page_token": token,
-            "connected": True, "updated_at": at,
+            "name": name, "image_url": image_url, "page_token": self.cipher.seal(token),
+            "connected": True, "token_valid": True, "updated_at": at,
         }
         for _ in range(2):
             doc = await self.c.find_one_and_update(
@@ -147,12 +166,12 @@ class ChannelRepo:
                 return_document=ReturnDocument.AFTER,
             )
             if doc:
-                return _channel(doc)
+                return self._channel(doc)
             try:
                 doc = {"_id": new_id(), "source": "facebook", "source_channel_id": page_id,
                        "created_at": at, **values}
                 await self.c.insert_one(doc)
-                return _channel(doc)
+                return self._channel(doc)
             except DuplicateKeyError:
                 continue  # connected concurrently: update the one that won
         raise RuntimeError("could not store the channel")
@@ -163,7 +182,7 @@ class ChannelRepo:
             {"$set": {"connected": False, "page_token": "", "updated_at": at}},
             return_document=ReturnDocument.AFTER,
         )
-        return _channel(doc)
+        return self._channel(doc)
 
     async def update(self, channel_id: str, changes: dict[str, Any], at: int) -> Channel | None:
         doc = await self.c.find_one_and_update(
@@ -171,7 +190,7 @@ class ChannelRepo:
             {"$set": {**changes, "updated_at": at}},
             return_document=ReturnDocument.AFTER,
         )
-        return _channel(doc)
+        return self._channel(doc)
 
 
 def _channel(doc: dict[str, Any] | None) -> Channel | None:
@@ -182,6 +201,7 @@ def _channel(doc: dict[str, Any] | None) -> Channel | None:
         image_url=doc.get("image_url"), connected=bool(doc.get("connected")),
         created_at=doc.get("created_at", 0), updated_at=doc.get("updated_at", 0),
         source=doc.get("source", "facebook"), page_token=doc.get("page_token") or "",
+        token_valid=doc.get("token_valid", True) is not False,
     )
 
 
