@@ -275,8 +275,8 @@ class Gateway:
                 return
             log.warning("message %s failed after %d attempt(s): %s",
                         message.id, attempts, exc.message)
+            await self._note_token_refusal(channel, exc)  # first: a reader of the failure sees it
             await self.store.messages.mark_failed(message.id, exc.to_dict())
-            await self._note_token_refusal(channel, exc)
         else:
             removed = await self.store.messages.mark_delivered(message.id, mid)
             if removed:

@@ -24,6 +24,7 @@ FAILURES: dict[str, tuple[int, dict[str, Any]]] = {
     "http_429": (429, {"error": {"message": "Too many requests", "type": "OAuthException", "code": 4, "fbtrace_id": "Atrace429"}}),
     "bad_token": (400, {"error": {"message": "Error validating access token: The session has been invalidated because the user changed their password.", "type": "OAuthException", "code": 190, "error_subcode": 460, "fbtrace_id": "Atrace190"}}),
     "outside_window": (400, {"error": {"message": "(#10) This message is sent outside of allowed window.", "type": "OAuthException", "code": 10, "error_subcode": 2018278, "fbtrace_id": "Atrace10"}}),
+    "unavailable_user": (400, {"error": {"message": "(#551) This person isn't available right now.", "type": "OAuthException", "code": 551, "error_subcode": 1545041, "fbtrace_id": "Atrace551"}}),
     "bad_param": (400, {"error": {"message": "(#100) Invalid parameter", "type": "OAuthException", "code": 100, "fbtrace_id": "Atrace100"}}),
 }
 

@@ -201,7 +201,7 @@ def _channel(doc: dict[str, Any] | None) -> Channel | None:
         image_url=doc.get("image_url"), connected=bool(doc.get("connected")),
         created_at=doc.get("created_at", 0), updated_at=doc.get("updated_at", 0),
         source=doc.get("source", "facebook"), page_token=doc.get("page_token") or "",
-        token_valid=doc.get("token_valid", True) is not False,
+        token_valid=bool(doc.get("token_valid", True)),  # nx-27017 may hand back 0 for False
     )
 
 
