@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import threading
 import time
 from collections import defaultdict, deque
@@ -52,6 +53,11 @@ class FakeGraph:
     mids: deque = field(default_factory=deque)  # mids the next sends answer with, in order
     url: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Like Meta, echo each accepted send to the app's webhook (signed), retrying while it is down.
+    echo_to: str = ""
+    echo_secret: str = ""
+    echo_app_id: str = ""
+    echoes: list[str] = field(default_factory=list)  # mids whose echo the webhook accepted
 
     def reset(self) -> None:
         with self.lock:
@@ -61,6 +67,8 @@ class FakeGraph:
             self.failures.clear()
             self.delays.clear()
             self.mids.clear()
+            self.echo_to = ""
+            self.echoes.clear()
 
     def add_page(self, page_id: str, token: str, name: str = "Test Page",
                  picture: str = "https://img.example/page.png") -> None:
@@ -108,11 +116,39 @@ class FakeGraph:
                 response = JSONResponse(payload, status_code=status)
             else:
                 response = self._answer(request.method, path, call)
+                if kind == "send" and response.status_code == 200 and self.echo_to:
+                    asyncio.get_running_loop().create_task(self._echo(call, response))
             call.answered = True
             return response
 
         return Starlette(routes=[Route("/{version}/{rest:path}", handle,
                                        methods=["GET", "POST", "DELETE"])])
+
+    async def _echo(self, call: Call, response: Response) -> None:
+        import httpx
+
+        from gateway.sources.facebook.signature import sign
+
+        mid = json.loads(response.body)["message_id"]
+        token = call.query.get("access_token", "")
+        page_id = next(pid for pid, page in self.pages.items() if page["token"] == token)
+        event = {"sender": {"id": page_id}, "recipient": call.json["recipient"],
+                 "timestamp": int(time.time() * 1000),
+                 "message": {**call.json["message"], "mid": mid, "is_echo": True,
+                             "app_id": int(self.echo_app_id)}}
+        body = json.dumps({"object": "page", "entry": [
+            {"id": page_id, "time": event["timestamp"], "messaging": [event]}]}).encode()
+        async with httpx.AsyncClient(timeout=5) as client:
+            for _ in range(80):
+                try:
+                    answer = await client.post(self.echo_to, content=body, headers={
+                        "X-Hub-Signature-256": sign(self.echo_secret, body)})
+                    if answer.status_code == 200:
+                        self.echoes.append(mid)
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.25)
 
     def _kind(self, method: str, path: str) -> str:
         if path == "me/messages":
