@@ -17,6 +17,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from gateway import rest
+from gateway.rest import openapi
 from gateway.auth import TokenAuth
 from gateway.bus import EventBus
 from gateway.config import Settings
@@ -122,6 +123,7 @@ def create_app(
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         Route("/health", health, methods=["GET"]),
+        Route("/openapi.json", lambda request: JSONResponse(openapi.build()), methods=["GET"]),
     ]
     inbox = Path(settings.inbox_dir)
     if (inbox / "index.html").is_file():  # built with `npm run build` in frontend-sample/

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 
 import pytest
 
 from tests import payloads
-from tests.conftest import connect_page, wait_for
+from tests.conftest import (APP_ID, APP_SECRET, VERIFY_TOKEN, GatewayProcess, connect_page,
+                            wait_for)
 from tests.fake_graph import FAILURES
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -23,6 +25,35 @@ AUTH = {"Authorization": "Bearer s3cret"}
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def module_gateway(nx_url: str, graph_url: str, log_dir, **env: str):
+    """A gateway for a module's read-only tests (each start costs a second); fresh database."""
+    settings = {
+        "MONGODB_URL": nx_url, "MONGODB_DATABASE": "m_" + uuid.uuid4().hex[:12].translate(
+            str.maketrans("0123456789", "ghijklmnop")),
+        "FACEBOOK_APP_ID": APP_ID, "FACEBOOK_APP_SECRET": APP_SECRET,
+        "FACEBOOK_WEBHOOK_SECRET": VERIFY_TOKEN, "FACEBOOK_GRAPH_API_URL": graph_url,
+        "GRAPH_API_TIMEOUT_SECONDS": "1", **env,
+    }
+    return GatewayProcess(settings, log_dir / "gateway.log").start()
+
+
+@pytest.fixture(scope="module")
+def empty_gateway(nx_url, graph_server, tmp_path_factory):
+    """One gateway with no channels, shared by tests that only ask for what does not exist."""
+    gw = module_gateway(nx_url, graph_server.url, tmp_path_factory.mktemp("empty"))
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture(scope="module")
+def guarded_empty(nx_url, graph_server, tmp_path_factory):
+    """One gateway with SYSTEM_TOKEN=s3cret and no data, shared by the token checks."""
+    gw = module_gateway(nx_url, graph_server.url, tmp_path_factory.mktemp("guarded"),
+                        SYSTEM_TOKEN="s3cret")
+    yield gw
+    gw.stop()
 
 
 def write_in(gw, page_id: str, psid: str, text: str = "hi") -> None:
@@ -100,7 +131,7 @@ def walk(gw, route: str, body: dict) -> list[dict]:
 
 
 def test_send_answers_pending_in_airys_shape_then_delivers(gateway, graph):
-    """messages.send answers the stored pending message; it then becomes delivered with Meta's mid."""
+    """messages.send answers the pending message; it then turns delivered with Meta's mid."""
     channel, conversation = new_conversation(gateway, graph)
     content = {"text": "Your order has shipped"}
     expected_mid = f"m_fake_{next(graph.next_mid) + 1}"  # the mid the fake hands out next
@@ -277,9 +308,9 @@ def test_send_to_a_disconnected_channel_is_forbidden(gateway, graph):
     assert graph.calls_of("send") == []
 
 
-def test_send_to_an_unknown_conversation_is_not_found(gateway, graph):
+def test_send_to_an_unknown_conversation_is_not_found(empty_gateway):
     """An unknown conversation id answers 404 with a message."""
-    response = send(gateway, "no-such-conversation")
+    response = send(empty_gateway, "no-such-conversation")
 
     assert response.status_code == 404
     assert response.json() == {"message": "conversation no-such-conversation not found"}
@@ -306,7 +337,7 @@ def test_bad_send_bodies_are_refused_naming_the_field(gateway, graph):
     assert graph.calls_of("send") == []
 
 
-def test_send_body_that_is_not_a_json_object_is_refused(gateway):
+def test_send_body_that_is_not_a_json_object_is_refused(empty_gateway):
     """Invalid JSON, or a JSON array, answers 400 saying so."""
     cases = [
         (b'{"conversation_id": "x", "message": {"text": ', "request body is not valid JSON"),
@@ -314,7 +345,7 @@ def test_send_body_that_is_not_a_json_object_is_refused(gateway):
          "request body must be a JSON object"),
     ]
     for raw, expected in cases:
-        response = gateway.http.post("/messages.send", content=raw,
+        response = empty_gateway.http.post("/messages.send", content=raw,
                                      headers={"Content-Type": "application/json"})
         assert response.status_code == 400, (raw, response.text)
         assert response.json() == {"message": expected}
@@ -344,7 +375,7 @@ def test_killed_gateway_loses_no_send_and_sends_once(start_gateway, graph):
 
 
 def test_pending_send_survives_a_graceful_stop(start_gateway, graph):
-    """A message still pending (waiting for its retry) at SIGTERM is delivered by the next process."""
+    """A message pending (waiting for its retry) at SIGTERM is delivered by the next process."""
     first = start_gateway(RETRY_BASE_SECONDS="3", RETRY_MAX_SECONDS="3")
     _, conversation = new_conversation(first, graph)
     graph.fail("send", "server_error", times=1)
@@ -534,17 +565,17 @@ def test_messages_list_includes_sent_messages_newest_first(gateway, graph):
     assert [m["from_contact"] for m in listed] == [False, True]
 
 
-def test_messages_list_of_unknown_conversation_is_not_found(gateway):
+def test_messages_list_of_unknown_conversation_is_not_found(empty_gateway):
     """An unknown conversation answers 404 with a message."""
-    response = gateway.post("/messages.list", {"conversation_id": "nope"})
+    response = empty_gateway.post("/messages.list", {"conversation_id": "nope"})
 
     assert response.status_code == 404
     assert response.json() == {"message": "conversation nope not found"}
 
 
-def test_messages_list_without_conversation_id_is_refused(gateway):
+def test_messages_list_without_conversation_id_is_refused(empty_gateway):
     """No conversation_id: 400 naming it."""
-    response = gateway.post("/messages.list", {"page_size": 5})
+    response = empty_gateway.post("/messages.list", {"page_size": 5})
 
     assert response.status_code == 400
     assert response.json() == {"message": "conversation_id is required"}
@@ -553,8 +584,8 @@ def test_messages_list_without_conversation_id_is_refused(gateway):
 # --- 10: info and read -----------------------------------------------------------------------
 
 
-def test_conversations_info_of_unknown_conversation_is_not_found(gateway):
-    response = gateway.post("/conversations.info", {"conversation_id": "nope"})
+def test_conversations_info_of_unknown_conversation_is_not_found(empty_gateway):
+    response = empty_gateway.post("/conversations.info", {"conversation_id": "nope"})
 
     assert response.status_code == 404
     assert response.json() == {"message": "conversation nope not found"}
@@ -578,9 +609,9 @@ def test_reading_a_conversation_clears_its_unread_count(gateway, graph, route):
     assert listed["metadata"]["unread_count"] == 0
 
 
-def test_reading_an_unknown_conversation_is_not_found(gateway):
+def test_reading_an_unknown_conversation_is_not_found(empty_gateway):
     for route in ("/conversations.read", "/conversations.mark-read"):
-        response = gateway.post(route, {"conversation_id": "nope"})
+        response = empty_gateway.post(route, {"conversation_id": "nope"})
         assert response.status_code == 404, route
         assert response.json() == {"message": "conversation nope not found"}
 
@@ -598,26 +629,28 @@ def guarded(start_gateway):
     return start_gateway(SYSTEM_TOKEN="s3cret")
 
 
-def test_api_routes_without_token_are_unauthorized(guarded):
+def test_api_routes_without_token_are_unauthorized(guarded_empty):
     """No Authorization header: 401 with a message, on every API route."""
     for route in API_ROUTES:
-        response = guarded.post(route, {})
+        response = guarded_empty.post(route, {})
         assert response.status_code == 401, route
         assert response.json()["message"], route
 
 
-def test_api_route_with_wrong_token_is_forbidden(guarded):
+def test_api_route_with_wrong_token_is_forbidden(guarded_empty):
     """A token that is not SYSTEM_TOKEN, bearer or raw: 403 with a message."""
     for header in ("Bearer wrong", "wrong", "Bearer s3cret-not", "Bearer s3cre"):
-        response = guarded.post("/conversations.list", {}, headers={"Authorization": header})
+        response = guarded_empty.post("/conversations.list", {},
+                                      headers={"Authorization": header})
         assert response.status_code == 403, header
         assert response.json()["message"], header
 
 
-def test_api_route_with_the_token_is_served(guarded):
+def test_api_route_with_the_token_is_served(guarded_empty):
     """Both `Bearer <token>` and the raw token (as Airy allows) are accepted."""
     for header in ("Bearer s3cret", "s3cret"):
-        response = guarded.post("/conversations.list", {}, headers={"Authorization": header})
+        response = guarded_empty.post("/conversations.list", {},
+                                      headers={"Authorization": header})
         assert response.status_code == 200, (header, response.text)
         assert response.json() == {"data": [], "pagination_data": {
             "previous_cursor": None, "next_cursor": None, "total": 0}}

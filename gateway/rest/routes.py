@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -37,11 +38,27 @@ async def read_json(request: Request) -> Any:
     return data
 
 
-def post(path: str, model: type[bodies.Body], handler: Handler) -> Route:
+@dataclass(frozen=True)
+class RouteSpec:
+    """What the OpenAPI document says of a route (see gateway.rest.openapi)."""
+
+    path: str
+    model: type[bodies.Body]
+    answer: str | None  # the response schema's name; None: 204 No Content
+    summary: str
+    calls_graph: bool = False
+
+
+SPECS: list[RouteSpec] = []
+
+
+def post(path: str, model: type[bodies.Body], handler: Handler, answer: str | None,
+         summary: str, calls_graph: bool = False) -> Route:
     async def endpoint(request: Request) -> Response:
         body = bodies.parse(model, await read_json(request))
         return await handler(request.app.state.gateway, body)
 
+    SPECS.append(RouteSpec(path, model, answer, summary, calls_graph))
     return Route(path, endpoint, methods=["POST"], name=path.strip("/"))
 
 
@@ -107,15 +124,25 @@ async def messages_send(gw: Gateway, body: bodies.MessagesSend) -> Response:
 
 
 routes = [
-    post("/channels.facebook.connect", bodies.ConnectFacebook, connect_facebook),
-    post("/channels.facebook.disconnect", bodies.ChannelRef, disconnect_facebook),
-    post("/channels.list", bodies.ChannelsList, channels_list),
-    post("/channels.info", bodies.ChannelRef, channels_info),
-    post("/channels.update", bodies.ChannelUpdate, channels_update),
-    post("/conversations.list", bodies.ConversationsList, conversations_list),
-    post("/conversations.info", bodies.ConversationRef, conversations_info),
-    post("/conversations.read", bodies.ConversationRef, conversations_read),
-    post("/conversations.mark-read", bodies.ConversationRef, conversations_read),
-    post("/messages.list", bodies.MessagesList, messages_list),
-    post("/messages.send", bodies.MessagesSend, messages_send),
+    post("/channels.facebook.connect", bodies.ConnectFacebook, connect_facebook, "Channel",
+         "Subscribe the app to a page and store it (same page: same id).", calls_graph=True),
+    post("/channels.facebook.disconnect", bodies.ChannelRef, disconnect_facebook, None,
+         "Unsubscribe the app from the page; the history stays.", calls_graph=True),
+    post("/channels.list", bodies.ChannelsList, channels_list, "ChannelList",
+         "Connected channels."),
+    post("/channels.info", bodies.ChannelRef, channels_info, "Channel", "One connected channel."),
+    post("/channels.update", bodies.ChannelUpdate, channels_update, "Channel",
+         "Rename a channel or change its picture."),
+    post("/conversations.list", bodies.ConversationsList, conversations_list, "ConversationPage",
+         "Conversations, newest activity first."),
+    post("/conversations.info", bodies.ConversationRef, conversations_info, "Conversation",
+         "One conversation."),
+    post("/conversations.read", bodies.ConversationRef, conversations_read, None,
+         "Set the unread count back to 0."),
+    post("/conversations.mark-read", bodies.ConversationRef, conversations_read, None,
+         "Alias of conversations.read."),
+    post("/messages.list", bodies.MessagesList, messages_list, "MessagePage",
+         "A conversation's messages, newest first."),
+    post("/messages.send", bodies.MessagesSend, messages_send, "Message",
+         "Queue a message (answered pending); it is delivered in the background."),
 ]
