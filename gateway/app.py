@@ -66,7 +66,8 @@ def create_app(
             if embedded:
                 await embedded.stop()
             raise StartupError(
-                f"cannot reach the store ({settings.store_description}): {type(exc).__name__}"
+                f"cannot reach the store ({settings.store_description}): "
+                f"{type(exc).__name__}: {str(exc)[:300]}"
             ) from None
         try:
             await check_change_streams(store)

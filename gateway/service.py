@@ -80,6 +80,7 @@ class Gateway:
         self, page_id: str, page_token: str, name: str | None = None, image_url: str | None = None
     ) -> Channel:
         """Subscribe the app to the page, then store it; a Graph refusal stores nothing."""
+        check_storable([page_id, page_token, name, image_url], "channel")
         page_id, page_token = page_id.strip(), page_token.strip()
         if not page_id.isdigit():
             raise InvalidInput("page_id must be the numeric id of a Facebook page")
@@ -123,6 +124,7 @@ class Gateway:
     async def update_channel(
         self, channel_id: str, name: str | None = None, image_url: str | None = None
     ) -> Channel:
+        check_storable([name, image_url], "channel")
         changes = {k: v for k, v in (("name", name), ("image_url", image_url)) if v is not None}
         if "name" in changes and not changes["name"].strip():
             raise InvalidInput("name must not be empty")

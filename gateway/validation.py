@@ -6,6 +6,7 @@ Run at the edge, before any side effect, so a body that cannot be stored is refu
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from gateway.errors import InvalidInput
@@ -34,6 +35,9 @@ def check_storable(value: Any, what: str = "request body") -> None:
         elif isinstance(item, int) and not isinstance(item, bool):
             if not -INT64 <= item < INT64:
                 raise InvalidInput(f"{what} has an integer outside the 64-bit range")
+        elif isinstance(item, float) and not math.isfinite(item):
+            # JSON has no NaN or Infinity (Python's parser lets them in, and 1e400 overflows).
+            raise InvalidInput(f"{what} has a number that is not finite")
 
 
 def _check_text(text: str, what: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import InvalidInput
@@ -14,7 +14,7 @@ from tests import payloads
 from tests.conftest import connect_page
 
 SCALARS = (st.none() | st.booleans() | st.integers(min_value=-2**70, max_value=2**70)
-           | st.floats(allow_nan=False) | st.text(max_size=30))
+           | st.floats() | st.text(max_size=30))
 JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
                     | st.dictionaries(st.text(max_size=12), inner, max_size=5), max_leaves=20)
 FIELDS = ["page_id", "page_token", "name", "image_url", "channel_id", "source", "cursor",
@@ -95,6 +95,8 @@ def test_the_webhook_never_answers_5xx_to_signed_generated_bodies(gateway, graph
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
     @given(body=ENVELOPES.map(lambda e: {**e, "entry": [{"id": page, "messaging": e["entry"]}]}
                               if isinstance(e.get("entry"), list) else e) | ENVELOPES)
+    @example(body={"object": "page", "entry": [{"id": page, "messaging": [{"x": float("inf")}]}]})
+    @example(body={"object": "page", "entry": [{"id": page, "messaging": [{"x": float("nan")}]}]})
     def check(body):
         response = gateway.webhook(body)
         seen[response.status_code] = seen.get(response.status_code, 0) + 1

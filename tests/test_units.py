@@ -82,6 +82,9 @@ def test_event_kinds(raw, kind):
     (b'{"object": "page", "entry": [{"messaging": []}]}', "entry[0].id"),
     (b'{"object": "page", "entry": [{"id": "1", "messaging": [1]}]}', "entry[0].messaging[0]"),
     (b'{"object": "page", "entry": [{"id": "1", "messaging": [{"x": 99999999999999999999}]}]}', "64-bit"),
+    (b'{"object": "page", "entry": [{"id": "1", "messaging": [{"x": Infinity}]}]}', "not finite"),
+    (b'{"object": "page", "entry": [{"id": "1", "messaging": [{"x": NaN}]}]}', "not finite"),
+    (b'{"object": "page", "entry": [{"id": "1", "messaging": [{"x": 1e400}]}]}', "not finite"),
 ])
 def test_bad_envelopes_are_refused_with_a_reason(body, message):
     with pytest.raises(InvalidInput, match=message.replace("[", r"\[").replace("]", r"\]")):
