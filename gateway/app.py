@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -109,8 +110,9 @@ def create_app(
         try:
             yield
         finally:
-            for worker in workers:
-                await worker.stop()
+            gateway.stopping = True
+            grace = settings.graph_api_timeout + 1  # a Send API call under way may finish
+            await asyncio.gather(*(worker.stop(grace) for worker in workers))
             await bus.stop()
             await graph.aclose()
             await store.close()

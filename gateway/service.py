@@ -73,6 +73,8 @@ class Gateway:
         # Set by the app: called when a send or a profile fetch is due, to wake its worker now.
         self.on_send_queued: Callable[[], None] = lambda: None
         self.on_profile_due: Callable[[], None] = lambda: None
+        # Set at shutdown: background passes finish the job in hand and take no new one.
+        self.stopping = False
 
     # --- channels ---------------------------------------------------------------------------
 
@@ -212,6 +214,8 @@ class Gateway:
             raise InvalidInput(f"messaging_type must be one of {', '.join(MESSAGING_TYPES)}")
         if messaging_type == "MESSAGE_TAG" and not tag:
             raise InvalidInput("tag is required when messaging_type is MESSAGE_TAG")
+        if tag and messaging_type != "MESSAGE_TAG":
+            raise InvalidInput("tag goes with messaging_type MESSAGE_TAG only")
         conversation = await self.store.conversations.get(conversation_id)
         if conversation is None:
             raise NotFound(f"conversation {conversation_id} not found")
@@ -239,7 +243,8 @@ class Gateway:
     async def deliver_due_messages(self) -> int:
         """Send every message whose turn has come; returns how many were tried."""
         tried = 0
-        while job := await self.store.outbox.claim(now_ms(), self._lease_ms):
+        while not self.stopping and (job := await self.store.outbox.claim(now_ms(),
+                                                                          self._lease_ms)):
             tried += 1
             await self._deliver(job)
         return tried
@@ -312,7 +317,8 @@ class Gateway:
     async def fetch_due_profiles(self) -> int:
         """Fetch the contact profiles that are due; a failure is retried later with backoff."""
         tried = 0
-        while job := await self.store.profile_jobs.claim(now_ms(), self._lease_ms):
+        while not self.stopping and (job := await self.store.profile_jobs.claim(now_ms(),
+                                                                               self._lease_ms)):
             tried += 1
             conversation = await self.store.conversations.get(job.id)
             if conversation is None:

@@ -21,6 +21,7 @@ class Worker:
         self._poll = poll
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._stopping = False
 
     def wake(self) -> None:
         self._wake.set()
@@ -28,15 +29,22 @@ class Worker:
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=f"worker:{self.name}")
 
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    async def stop(self, grace: float = 0.0) -> None:
+        """Let a pass under way finish for up to `grace` seconds (a Send API call cut off
+        half-way would be sent again by the next process), then cancel."""
+        if not self._task:
+            return
+        self._stopping = True
+        self._wake.set()
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(self._task), grace)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
 
     async def _loop(self) -> None:
         failures = 0
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 await self._run_once()
@@ -46,6 +54,8 @@ class Worker:
             except Exception:  # the store may be away for a while: log, wait, try again
                 failures += 1
                 log.exception("%s: pass failed (%d in a row)", self.name, failures)
+            if self._stopping:
+                return
             wait = self._poll * min(2 ** failures, 30)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)

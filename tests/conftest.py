@@ -65,9 +65,14 @@ def nx_url_for(port: int) -> str:
     return f"mongodb://127.0.0.1:{port}/?directConnection=true"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def nx_url(tmp_path_factory) -> Iterator[str]:
-    """One nx-27017 server for the session; each gateway gets a database of its own."""
+    """One nx-27017 server per test module; each gateway gets a database of its own.
+
+    Per module, not per session: nx-27017 keeps at most 100 databases open, and once that many
+    have had change streams it may close a database it has just opened ("Cannot operate on a
+    closed database").
+    """
     port = free_port()
     proc = start_nx(tmp_path_factory.mktemp("nx"), port)
     yield nx_url_for(port)

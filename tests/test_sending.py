@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 
 import pytest
@@ -81,6 +82,9 @@ def test_messaging_type_and_tag_are_forwarded_and_checked(gateway, graph):
     assert no_tag.status_code == 400 and "tag is required" in no_tag.json()["message"]
     unknown = send(gateway, conversation["id"], messaging_type="SPAM")
     assert unknown.status_code == 400 and "messaging_type must be one of" in unknown.json()["message"]
+    stray = send(gateway, conversation["id"], messaging_type="RESPONSE", tag="HUMAN_AGENT")
+    assert stray.status_code == 400 and "tag goes with messaging_type MESSAGE_TAG" in stray.text
+    assert len(graph.calls_of("send")) == 1
 
 
 @pytest.mark.parametrize("mode, code", [("bad_token", 190), ("outside_window", 10),
@@ -179,6 +183,20 @@ def test_a_stopped_gateway_hands_its_pending_sends_to_the_next(start_gateway, gr
     assert len(graph.calls_of("send")) == 2
 
 
+def test_a_send_under_way_at_a_graceful_stop_finishes_and_is_not_sent_again(start_gateway, graph):
+    first = start_gateway()
+    conversation = start_conversation(first, graph)
+    graph.delays["send"] = 0.8  # under the 1 s Graph API timeout
+    sent = send(first, conversation["id"]).json()
+    [call] = wait_for(lambda: graph.calls_of("send"))
+    assert not call.answered
+    first.stop()  # SIGTERM while Meta is still answering
+    second = start_gateway(database=first.env["MONGODB_DATABASE"])
+    final = settled(second, conversation["id"], sent["id"])
+    assert final["state"] == "delivered"
+    assert len(graph.calls_of("send")) == 1
+
+
 # --- listing ---------------------------------------------------------------------------------
 
 
@@ -223,9 +241,16 @@ def test_conversations_can_be_filtered_by_channel(gateway, graph):
     assert only_b["pagination_data"]["total"] == 1
 
 
+def _cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
 @pytest.mark.parametrize("body, expected", [
     ({"page_size": 0}, "page_size"), ({"page_size": 101}, "page_size"),
-    ({"page_size": "abc"}, "page_size"), ({"cursor": "garbage!"}, "cursor"),
+    ({"page_size": "abc"}, "page_size"), ({"page_size": True}, "page_size"),
+    ({"cursor": "garbage!"}, "cursor"),
+    ({"cursor": _cursor("99999999999999999999999:x")}, "cursor"),  # beyond 64 bits
+    ({"cursor": _cursor("1:")}, "cursor"), ({"cursor": _cursor("1_000:x")}, "cursor"),
 ])
 def test_bad_list_parameters_are_refused(gateway, body, expected):
     response = gateway.post("/conversations.list", body)

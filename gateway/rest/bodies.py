@@ -41,7 +41,7 @@ class ChannelUpdate(Body):
 
 class ConversationsList(Body):
     cursor: Annotated[str, StringConstraints(max_length=500)] | None = None
-    page_size: int = Field(default=20, ge=1, le=100)
+    page_size: int = Field(default=20, ge=1, le=100, strict=True)
     channel_id: Id | None = None
 
 
@@ -52,7 +52,7 @@ class ConversationRef(Body):
 class MessagesList(Body):
     conversation_id: Id
     cursor: Annotated[str, StringConstraints(max_length=500)] | None = None
-    page_size: int = Field(default=20, ge=1, le=100)
+    page_size: int = Field(default=20, ge=1, le=100, strict=True)
 
 
 class MessagesSend(Body):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -102,13 +103,18 @@ def encode_cursor(sort_value: int, item_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+_CURSOR = re.compile(r"^(-?[0-9]{1,18}):(.+)$", flags=re.ASCII | re.DOTALL)
+
+
 def decode_cursor(cursor: str) -> tuple[int, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        value, _, item_id = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
-        return int(value), item_id
+        match = _CURSOR.match(base64.urlsafe_b64decode(padded.encode()).decode())
     except (ValueError, binascii.Error, UnicodeError):
-        raise InvalidInput("cursor is not one this gateway handed out") from None
+        match = None
+    if match is None:  # only what encode_cursor makes: a 64-bit time and an id
+        raise InvalidInput("cursor is not one this gateway handed out")
+    return int(match.group(1)), match.group(2)
 
 
 def _after(field: str, value: int, item_id: str) -> dict[str, Any]:
