@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import os
 import signal
 import socket
 import sys
@@ -46,6 +47,7 @@ class EmbeddedServer:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        await self._wait_for_previous_server()
         self.port = free_port()
         log_path = self.data_dir / "nx-27017.log"
         with open(log_path, "ab") as output:
@@ -74,6 +76,20 @@ class EmbeddedServer:
                 raise RuntimeError(f"the embedded store did not listen within {START_TIMEOUT:.0f}s")
             await asyncio.sleep(0.05)
 
+    async def _wait_for_previous_server(self) -> None:
+        """A server left by a gateway that was just killed is still shutting down: let it."""
+        try:
+            pid = int((self.data_dir / "nx-27017.pid").read_text().strip())
+        except (OSError, ValueError):
+            return
+        deadline = asyncio.get_running_loop().time() + 10
+        while _alive(pid):
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(
+                    f"another nx-27017 (pid {pid}) still serves {self.data_dir}; stop it first"
+                )
+            await asyncio.sleep(0.1)
+
     async def stop(self) -> None:
         process, self._process = self._process, None
         if process is None or process.returncode is not None:
@@ -85,3 +101,20 @@ class EmbeddedServer:
             process.kill()
             await process.wait()
 
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped), or a reused pid, counts as gone
+        with open(f"/proc/{pid}/stat") as stat:
+            if stat.read().split(") ", 1)[1][:1] == "Z":
+                return False
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return b"nx_27017" in cmdline.read()
+    except (OSError, IndexError):
+        return True
