@@ -303,6 +303,8 @@ def test_system_token_guards_every_api_route(start_gateway, graph):
     assert gw.post("/channels.list", headers={"Authorization": "Bearer s3cret"}).status_code == 200
     assert gw.post("/channels.list", headers={"Authorization": "s3cret"}).status_code == 200
     assert gw.post("/messages.send", {}).status_code == 401  # before the body is even read
+    assert gw.http.get("/openapi.json").status_code == 401
+    assert gw.http.get("/graphql", params={"query": "{ channels { id } }"}).status_code == 401
     assert gw.http.get("/health").status_code == 200
     # The webhook needs no token: its signature guards it.
     graph.add_page("555000", "EAAx")
