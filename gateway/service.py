@@ -104,7 +104,9 @@ class Gateway:
         channel = await self.store.channels.get(channel_id)
         if channel is None:
             raise NotFound(f"channel {channel_id} not found")
-        if channel.connected and channel.page_token:
+        if not channel.connected:
+            return channel  # disconnecting twice changes nothing
+        if channel.page_token:
             try:
                 await self.graph.unsubscribe_app(channel.source_channel_id, channel.page_token)
             except UpstreamRefused as exc:

@@ -65,6 +65,32 @@ def nx_url_for(port: int) -> str:
     return f"mongodb://127.0.0.1:{port}/?directConnection=true"
 
 
+class OwnNx:
+    """An nx-27017 server of one test's own, which the test may kill and start again."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.port = free_port()
+        self.url = nx_url_for(self.port)
+        self.proc = start_nx(data, self.port)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+    def restart(self) -> None:
+        self.proc = start_nx(self.data, self.port)
+
+
+@pytest.fixture
+def own_nx(tmp_path: Path) -> Iterator[OwnNx]:
+    data = tmp_path / "own-nx"
+    data.mkdir()
+    server = OwnNx(data)
+    yield server
+    server.kill()
+
+
 @pytest.fixture(scope="module")
 def nx_url(tmp_path_factory) -> Iterator[str]:
     """One nx-27017 server per test module; each gateway gets a database of its own.

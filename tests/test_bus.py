@@ -9,7 +9,7 @@ import pytest
 from gateway.bus import EventBus, SubscriberTooSlow
 from gateway.store.mongo import Change
 from tests import payloads
-from tests.conftest import connect_page, free_port, nx_url_for, start_nx, wait_for
+from tests.conftest import connect_page, wait_for
 from tests.ws import TRANSPORT_WS, GraphQLSocket
 
 
@@ -63,29 +63,20 @@ def test_filters_decide_what_a_subscriber_gets():
     assert asyncio.run(scenario()) == [0, 2, 4]
 
 
-def test_a_lost_change_stream_resumes_without_missing_events(start_gateway, graph, tmp_path):
-    data = tmp_path / "nx"
-    data.mkdir()
-    port = free_port()
-    nx = start_nx(data, port)
-    try:
-        gw = start_gateway(MONGODB_URL=nx_url_for(port))
-        channel = connect_page(gw, graph)
-        page = channel["source_channel_id"]
-        with GraphQLSocket(gw.url, TRANSPORT_WS) as ws:
-            ws.init()
-            ws.subscribe("1", "subscription { messageCreated { content } }")
-            wait_for(lambda: gw.http.get("/health").json()["subscribers"] == 1)
-            gw.webhook(payloads.envelope(page, payloads.text(page, "3101", "before")))
-            assert ws.next("1")["data"]["messageCreated"]["content"]["message"]["text"] == "before"
+def test_a_lost_change_stream_resumes_without_missing_events(start_gateway, graph, own_nx):
+    gw = start_gateway(MONGODB_URL=own_nx.url)
+    channel = connect_page(gw, graph)
+    page = channel["source_channel_id"]
+    with GraphQLSocket(gw.url, TRANSPORT_WS) as ws:
+        ws.init()
+        ws.subscribe("1", "subscription { messageCreated { content } }")
+        wait_for(lambda: gw.http.get("/health").json()["subscribers"] == 1)
+        gw.webhook(payloads.envelope(page, payloads.text(page, "3101", "before")))
+        assert ws.next("1")["data"]["messageCreated"]["content"]["message"]["text"] == "before"
 
-            nx.kill()  # the store goes away under the open change streams
-            nx.wait()
-            nx = start_nx(data, port)
-            after = payloads.envelope(page, payloads.text(page, "3101", "after"))
-            wait_for(lambda: gw.webhook(after).status_code == 200, timeout=30, interval=0.5)
-            got = ws.next("1", timeout=30)
-            assert got["data"]["messageCreated"]["content"]["message"]["text"] == "after"
-    finally:
-        nx.kill()
-        nx.wait()
+        own_nx.kill()  # the store goes away under the open change streams
+        own_nx.restart()
+        after = payloads.envelope(page, payloads.text(page, "3101", "after"))
+        wait_for(lambda: gw.webhook(after).status_code == 200, timeout=30, interval=0.5)
+        got = ws.next("1", timeout=30)
+        assert got["data"]["messageCreated"]["content"]["message"]["text"] == "after"

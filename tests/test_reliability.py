@@ -10,14 +10,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from tests import payloads
-from tests.conftest import (
-    APP_SECRET,
-    connect_page,
-    free_port,
-    nx_url_for,
-    start_nx,
-    wait_for,
-)
+from tests.conftest import APP_SECRET, connect_page, free_port, wait_for
 from tests.test_sending import send, settled, start_conversation
 from tests.ws import TRANSPORT_WS, GraphQLSocket
 
@@ -136,29 +129,20 @@ def test_json_logs_with_request_ids(start_gateway, graph):
     assert "EAAjson" not in gw.log()
 
 
-def test_an_unreachable_store_answers_503_and_recovers(start_gateway, graph, tmp_path):
-    data = tmp_path / "nx"
-    data.mkdir()
-    port = free_port()
-    nx = start_nx(data, port)
-    try:
-        gw = start_gateway(MONGODB_URL=nx_url_for(port), STORE_TIMEOUT_SECONDS="1")
-        page = connect_page(gw, graph)["source_channel_id"]
-        nx.kill()
-        nx.wait()
-        body = payloads.envelope(page, payloads.text(page, "2101", "while the store is away"))
-        away = gw.webhook(body)
-        assert away.status_code == 503  # Meta keeps the event and retries later
-        assert away.json() == {"message": "the store is unavailable, try again shortly"}
-        assert gw.http.get("/health").status_code == 503
-        nx = start_nx(data, port)
-        wait_for(lambda: gw.http.get("/health").status_code == 200, timeout=30, interval=0.3)
-        assert gw.webhook(body).status_code == 200  # Meta's retry
-        [conversation] = gw.post("/conversations.list").json()["data"]
-        assert conversation["last_message"]["content"]["message"]["text"] == "while the store is away"
-    finally:
-        nx.kill()
-        nx.wait()
+def test_an_unreachable_store_answers_503_and_recovers(start_gateway, graph, own_nx):
+    gw = start_gateway(MONGODB_URL=own_nx.url, STORE_TIMEOUT_SECONDS="1")
+    page = connect_page(gw, graph)["source_channel_id"]
+    own_nx.kill()
+    body = payloads.envelope(page, payloads.text(page, "2101", "while the store is away"))
+    away = gw.webhook(body)
+    assert away.status_code == 503  # Meta keeps the event and retries later
+    assert away.json() == {"message": "the store is unavailable, try again shortly"}
+    assert gw.http.get("/health").status_code == 503
+    own_nx.restart()
+    wait_for(lambda: gw.http.get("/health").status_code == 200, timeout=30, interval=0.3)
+    assert gw.webhook(body).status_code == 200  # Meta's retry
+    [conversation] = gw.post("/conversations.list").json()["data"]
+    assert conversation["last_message"]["content"]["message"]["text"] == "while the store is away"
 
 
 def test_a_gateway_killed_in_a_burst_of_sends_sends_each_message_once(start_gateway, graph):
