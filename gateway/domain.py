@@ -89,6 +89,7 @@ class Message:
     reaction: dict[str, Any] | None = None
     read_by_contact: bool = False
     kind: str = "message"  # message, postback, echo
+    send_options: dict[str, Any] | None = None  # messaging_type and tag of a message we send
 
     @property
     def from_contact(self) -> bool:
@@ -123,6 +124,7 @@ class Conversation:
     last_message_at: int
     unread_count: int = 0
     last_message_id: str | None = None
+    state: str | None = None  # Airy's conversation state, e.g. OPEN or CLOSED, set by users
 
     @property
     def display_name(self) -> str:

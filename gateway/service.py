@@ -25,7 +25,14 @@ from gateway.domain import (
     new_id,
     now_ms,
 )
-from gateway.errors import Forbidden, InvalidInput, NotFound, UpstreamError, UpstreamRefused
+from gateway.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    UpstreamError,
+    UpstreamRefused,
+)
 from gateway.store import Store
 from gateway.store.mongo import Job, JobRepo
 from gateway.validation import check_storable
@@ -175,6 +182,33 @@ class Gateway:
         if not await self.store.conversations.mark_read(conversation_id):
             raise NotFound(f"conversation {conversation_id} not found")
 
+    async def update_contact(self, conversation_id: str, display_name: str) -> None:
+        """Name the contact by hand; `refetch_contact` takes Meta's name again."""
+        check_storable(display_name, "display_name")
+        if not display_name.strip():
+            raise InvalidInput("display_name must not be empty")
+        if not await self.store.conversations.set_fields(
+            conversation_id, {"contact.display_name": display_name.strip()}
+        ):
+            raise NotFound(f"conversation {conversation_id} not found")
+
+    async def refetch_contact(self, conversation_id: str) -> None:
+        """Fetch the contact's profile again, in the background."""
+        if await self.store.conversations.get(conversation_id) is None:
+            raise NotFound(f"conversation {conversation_id} not found")
+        await self.store.profile_jobs.add(conversation_id, now_ms())
+        self.on_profile_due()
+
+    async def set_conversation_state(self, conversation_id: str, state: str | None) -> None:
+        """Airy's conversation state (any short word, e.g. OPEN or CLOSED); None removes it."""
+        if state is not None:
+            check_storable(state, "state")
+            if not state.strip():
+                raise InvalidInput("state must not be empty")
+            state = state.strip()
+        if not await self.store.conversations.set_fields(conversation_id, {"state": state}):
+            raise NotFound(f"conversation {conversation_id} not found")
+
     async def _views(self, conversations) -> list[ConversationView]:
         """Join channels and last messages with one query each, whatever the page size."""
         channels = await self.store.channels.many([c.channel_id for c in conversations])
@@ -227,15 +261,35 @@ class Gateway:
         sent = Message(
             id=new_id(), conversation_id=conversation.id, channel_id=channel.id, content=message,
             sender_type=SenderType.APP, state=DeliveryState.PENDING, sent_at=now_ms(),
+            send_options={"messaging_type": messaging_type, "tag": tag},
         )
         # Queued first: a message is never stored pending with nothing to deliver it.
-        await self.store.outbox.add(
-            sent.id, sent.sent_at, {"messaging_type": messaging_type, "tag": tag}
-        )
+        await self.store.outbox.add(sent.id, sent.sent_at, sent.send_options)
         await self.store.messages.insert(sent)
         await self.store.conversations.note_message(conversation.id, sent.id, sent.sent_at, False)
         self.on_send_queued()
         return sent
+
+    async def resend_message(self, message_id: str) -> Message:
+        """Queue a failed message again, as it was first sent; anything else is a conflict.
+
+        The job is queued before the message turns pending (as in `send_message`); a job left by
+        a refused resend finds the message not pending and is dropped by the sender.
+        """
+        message = await self.store.messages.get(message_id)
+        if message is None:
+            raise NotFound(f"message {message_id} not found")
+        if message.state is not DeliveryState.FAILED:
+            raise Conflict("Message is not in a failed state")
+        channel = await self.store.channels.get(message.channel_id)
+        if channel is None or not channel.connected:
+            raise Forbidden("the conversation's channel is disconnected")
+        await self.store.outbox.add(message.id, now_ms(), message.send_options)
+        again = await self.store.messages.back_to_pending(message_id)
+        if again is None:
+            raise Conflict("Message is not in a failed state")
+        self.on_send_queued()
+        return again
 
     @property
     def _lease_ms(self) -> int:

@@ -59,6 +59,21 @@ def test_embedded_store_survives_a_killed_gateway(start_gateway, graph, tmp_path
     assert [c["id"] for c in second.post("/channels.list").json()["data"]] == [channel["id"]]
 
 
+def test_embedded_store_starts_past_a_pid_file_left_by_an_unreaped_server(start_gateway, tmp_path):
+    # A server killed with its gateway can stay a zombie when nobody reaps it (PID 1 in many
+    # containers): its pid still answers a signal, which nx-27017 alone takes for "running".
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    wait_for(lambda: open(f"/proc/{zombie.pid}/stat").read().split(") ")[1][0] == "Z")
+    (data_dir / "nx-27017.pid").write_text(str(zombie.pid))
+    try:
+        gw = start_gateway(MONGODB_URL="", DATA_DIR=str(data_dir))
+        assert gw.post("/channels.list").json() == {"data": []}
+    finally:
+        zombie.wait()
+
+
 def test_health_reports_the_store(gateway):
     response = gateway.http.get("/health")
     assert response.status_code == 200

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 
 import strawberry
 from strawberry.types import Info
@@ -88,12 +88,36 @@ class Mutation:
         )
         return Message.of(message)
 
+    @strawberry.mutation(description="Send a failed message again (CONFLICT when it is not).")
+    async def resend_message(self, info: Info, id: strawberry.ID) -> Message:
+        return Message.of(await service(info).resend_message(id))
+
+    @strawberry.mutation(description="Name the contact by hand.")
+    async def update_contact(
+        self, info: Info, conversation_id: strawberry.ID, display_name: str
+    ) -> Conversation:
+        return await _changed(info, conversation_id,
+                              service(info).update_contact(conversation_id, display_name))
+
+    @strawberry.mutation(description="Fetch the contact's profile again, in the background.")
+    async def refetch_contact(self, info: Info, conversation_id: strawberry.ID) -> Conversation:
+        return await _changed(info, conversation_id, service(info).refetch_contact(conversation_id))
+
+    @strawberry.mutation(description="Set (or, with null, remove) the conversation's state.")
+    async def set_conversation_state(
+        self, info: Info, id: strawberry.ID, state: str | None = None
+    ) -> Conversation:
+        return await _changed(info, id, service(info).set_conversation_state(id, state))
+
     @strawberry.mutation(description="Set the conversation's unread count back to 0.")
     async def mark_conversation_read(self, info: Info, id: strawberry.ID) -> Conversation:
-        gateway = service(info)
-        await gateway.mark_conversation_read(id)
-        return Conversation.of_view(await gateway.get_conversation(id))
+        return await _changed(info, id, service(info).mark_conversation_read(id))
 
+
+async def _changed(info: Info, conversation_id: str, change: Awaitable[None]) -> Conversation:
+    """Make the change, then answer with the conversation as it is now."""
+    await change
+    return Conversation.of_view(await service(info).get_conversation(conversation_id))
 
 def _in(change: Change, conversation_id: str | None, channel_id: str | None) -> bool:
     value = change.value

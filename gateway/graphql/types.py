@@ -99,6 +99,7 @@ class Conversation:
     created_at: datetime
     last_activity_at: datetime
     unread_count: int
+    state: str | None = strawberry.field(description="Set by users, e.g. OPEN or CLOSED.")
     _channel: strawberry.Private[domain.Channel | None]
     _last_message_id: strawberry.Private[str | None]
     _last_message: strawberry.Private[domain.Message | None]
@@ -125,7 +126,7 @@ class Conversation:
                             avatar_url=contact.avatar_url, fetch_state=contact.fetch_state),
             created_at=moment(conversation.created_at),
             last_activity_at=moment(conversation.last_message_at),
-            unread_count=conversation.unread_count, _channel=channel,
+            unread_count=conversation.unread_count, state=conversation.state, _channel=channel,
             _last_message_id=conversation.last_message_id, _last_message=last_message,
         )
 

@@ -49,6 +49,20 @@ class ConversationRef(Body):
     conversation_id: Id
 
 
+class UpdateContact(Body):
+    conversation_id: Id
+    display_name: Text
+
+
+class ConversationState(Body):
+    conversation_id: Id
+    state: Annotated[str, StringConstraints(max_length=100)]
+
+
+class MessageRef(Body):
+    message_id: Id
+
+
 class MessagesList(Body):
     conversation_id: Id
     cursor: Annotated[str, StringConstraints(max_length=500)] | None = None

@@ -113,7 +113,9 @@ def build() -> dict[str, Any]:
             responses["200"] = {"description": "OK", "content": {"application/json": {
                 "schema": {"$ref": f"#/components/schemas/{spec.answer}"}}}}
         else:
-            responses["204"] = {"description": "Done."}
+            responses[str(spec.empty_status)] = {"description": "Done."}
+        if spec.conflict:
+            responses["409"] = _error("The subject is not in a state that allows this.")
         if spec.calls_graph:
             responses["502"] = _error("The Graph API could not be reached or failed.")
         paths[spec.path] = {"post": {

@@ -47,18 +47,20 @@ class RouteSpec:
     answer: str | None  # the response schema's name; None: 204 No Content
     summary: str
     calls_graph: bool = False
+    empty_status: int = 204  # the status of an answer without a body
+    conflict: bool = False  # may answer 409
 
 
 SPECS: list[RouteSpec] = []
 
 
 def post(path: str, model: type[bodies.Body], handler: Handler, answer: str | None,
-         summary: str, calls_graph: bool = False) -> Route:
+         summary: str, **spec: Any) -> Route:
     async def endpoint(request: Request) -> Response:
         body = bodies.parse(model, await read_json(request))
         return await handler(request.app.state.gateway, body)
 
-    SPECS.append(RouteSpec(path, model, answer, summary, calls_graph))
+    SPECS.append(RouteSpec(path, model, answer, summary, **spec))
     return Route(path, endpoint, methods=["POST"], name=path.strip("/"))
 
 
@@ -108,6 +110,30 @@ async def conversations_read(gw: Gateway, body: bodies.ConversationRef) -> Respo
     return no_content()
 
 
+async def conversations_update_contact(gw: Gateway, body: bodies.UpdateContact) -> Response:
+    await gw.update_contact(body.conversation_id, body.display_name)
+    return no_content()
+
+
+async def conversations_refetch(gw: Gateway, body: bodies.ConversationRef) -> Response:
+    await gw.refetch_contact(body.conversation_id)
+    return Response(status_code=202)
+
+
+async def conversations_set_state(gw: Gateway, body: bodies.ConversationState) -> Response:
+    await gw.set_conversation_state(body.conversation_id, body.state)
+    return no_content()
+
+
+async def conversations_remove_state(gw: Gateway, body: bodies.ConversationRef) -> Response:
+    await gw.set_conversation_state(body.conversation_id, None)
+    return no_content()
+
+
+async def messages_resend(gw: Gateway, body: bodies.MessageRef) -> Response:
+    return JSONResponse(message_json(await gw.resend_message(body.message_id)))
+
+
 async def messages_list(gw: Gateway, body: bodies.MessagesList) -> Response:
     view = await gw.get_conversation(body.conversation_id)
     page = await gw.list_messages(body.conversation_id, cursor=body.cursor,
@@ -141,6 +167,18 @@ routes = [
          "Set the unread count back to 0."),
     post("/conversations.mark-read", bodies.ConversationRef, conversations_read, None,
          "Alias of conversations.read."),
+    post("/conversations.update-contact", bodies.UpdateContact, conversations_update_contact,
+         None, "Name the contact by hand."),
+    post("/conversations.refetch", bodies.ConversationRef, conversations_refetch, None,
+         "Fetch the contact's profile again, in the background.", empty_status=202),
+    *(post(path, bodies.ConversationState, conversations_set_state, None,
+           "Set the conversation's state (e.g. OPEN, CLOSED).")
+      for path in ("/conversations.set-state", "/conversations.setState")),
+    *(post(path, bodies.ConversationRef, conversations_remove_state, None,
+           "Remove the conversation's state.")
+      for path in ("/conversations.remove-state", "/conversations.removeState")),
+    post("/messages.resend", bodies.MessageRef, messages_resend, "Message",
+         "Send a failed message again (409 when it is not failed).", conflict=True),
     post("/messages.list", bodies.MessagesList, messages_list, "MessagePage",
          "A conversation's messages, newest first."),
     post("/messages.send", bodies.MessagesSend, messages_send, "Message",

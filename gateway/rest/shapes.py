@@ -61,6 +61,7 @@ def conversation_json(view: ConversationView) -> dict[str, Any]:
         "metadata": {
             "contact": {k: contact[k] for k in ("display_name", "avatar_url", "fetch_state")},
             "unread_count": conversation.unread_count,
+            "state": conversation.state,
         },
         "unread_count": conversation.unread_count,
         "last_message": message_json(view.last_message, contact) if view.last_message else None,

@@ -65,7 +65,7 @@ class EmbeddedServer:
             if self._process.returncode is not None:
                 raise RuntimeError(
                     f"the embedded store (nx-27017) exited with code {self._process.returncode}"
-                    f" before it listened; see {log_path}"
+                    f" before it listened; the end of {log_path}:\n{_tail(log_path)}"
                 )
             with contextlib.suppress(OSError):
                 _, writer = await asyncio.open_connection("127.0.0.1", self.port)
@@ -77,10 +77,17 @@ class EmbeddedServer:
             await asyncio.sleep(0.05)
 
     async def _wait_for_previous_server(self) -> None:
-        """A server left by a gateway that was just killed is still shutting down: let it."""
+        """A server left by a gateway that was just killed is still shutting down: let it.
+
+        Once it is gone, its pid file is removed: nx-27017 refuses to start while the pid in that
+        file answers a signal, and a server killed with its parent can linger as a zombie that
+        nobody reaps (PID 1 in many containers does not), which would block every later start.
+        """
+        pid_file = self.data_dir / "nx-27017.pid"
         try:
-            pid = int((self.data_dir / "nx-27017.pid").read_text().strip())
+            pid = int(pid_file.read_text().strip())
         except (OSError, ValueError):
+            pid_file.unlink(missing_ok=True)
             return
         deadline = asyncio.get_running_loop().time() + 10
         while _alive(pid):
@@ -89,6 +96,7 @@ class EmbeddedServer:
                     f"another nx-27017 (pid {pid}) still serves {self.data_dir}; stop it first"
                 )
             await asyncio.sleep(0.1)
+        pid_file.unlink(missing_ok=True)
 
     async def stop(self) -> None:
         process, self._process = self._process, None
@@ -100,7 +108,6 @@ class EmbeddedServer:
         except asyncio.TimeoutError:
             process.kill()
             await process.wait()
-
 
 
 def _alive(pid: int) -> bool:
@@ -118,3 +125,10 @@ def _alive(pid: int) -> bool:
             return b"nx_27017" in cmdline.read()
     except (OSError, IndexError):
         return True
+
+
+def _tail(path: Path, size: int = 2000) -> str:
+    with contextlib.suppress(OSError), open(path, "rb") as file:
+        file.seek(max(0, path.stat().st_size - size))
+        return file.read().decode(errors="replace")
+    return ""

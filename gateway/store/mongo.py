@@ -273,6 +273,10 @@ class ConversationRepo:
         await self.c.update_one({"_id": conversation_id, "last_message_id": old_id},
                                 {"$set": {"last_message_id": new_id}})
 
+    async def set_fields(self, conversation_id: str, values: dict[str, Any]) -> bool:
+        result = await self.c.update_one({"_id": conversation_id}, {"$set": values})
+        return result.matched_count == 1
+
     async def mark_read(self, conversation_id: str) -> bool:
         result = await self.c.update_one({"_id": conversation_id}, {"$set": {"unread_count": 0}})
         return result.matched_count == 1
@@ -320,7 +324,7 @@ def _conversation(doc: dict[str, Any] | None) -> Conversation | None:
         return None
     contact = doc.get("contact") or {}
     return Conversation(
-        id=doc["_id"], channel_id=doc["channel_id"],
+        id=doc["_id"], channel_id=doc["channel_id"], state=doc.get("state"),
         contact=Contact(
             id=doc["contact_id"], display_name=contact.get("display_name"),
             avatar_url=contact.get("avatar_url"),
@@ -396,6 +400,15 @@ class MessageRepo:
             await self.c.update_one(query, {"$set": values})
             return copy["_id"] if copy else None
 
+    async def back_to_pending(self, message_id: str) -> Message | None:
+        """A failed message, to be sent again; None if it is not in a failed state."""
+        doc = await self.c.find_one_and_update(
+            {"_id": message_id, "state": DeliveryState.FAILED.value},
+            {"$set": {"state": DeliveryState.PENDING.value, "error": None}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return _message(doc)
+
     async def mark_failed(self, message_id: str, error: dict[str, Any]) -> None:
         await self.c.update_one(
             {"_id": message_id, "state": DeliveryState.PENDING.value},
@@ -463,6 +476,7 @@ def _message(doc: dict[str, Any] | None) -> Message | None:
         state=DeliveryState(doc["state"]), sent_at=doc["sent_at"],
         source_message_id=doc.get("mid"), error=doc.get("error"), reaction=doc.get("reaction"),
         read_by_contact=bool(doc.get("read_by_contact")), kind=doc.get("kind", "message"),
+        send_options=doc.get("send_options"),
     )
 
 
