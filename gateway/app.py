@@ -32,6 +32,7 @@ from gateway.store import Store
 from gateway.store.embedded import EmbeddedServer
 from gateway.store.mongo import check_change_streams
 from gateway.store.secrets import TokenCipher
+from gateway.outgoing import Outgoing
 from gateway.workers import Worker
 
 log = logging.getLogger("gateway")
@@ -89,14 +90,19 @@ def create_app(
             settings.graph_api_url, timeout=settings.graph_api_timeout, transport=graph_transport
         )
         gateway = Gateway(store, graph, settings)
+        outgoing = Outgoing(gateway, settings)
         poll = settings.worker_poll_seconds
         workers = [
             Worker("sender", gateway.deliver_due_messages, poll),
             Worker("profiles", gateway.fetch_due_profiles, poll),
             Worker("events", gateway.apply_unprocessed_events, max(poll, 30.0)),
+            Worker("webhooks", outgoing.deliver_due, poll),
         ]
         gateway.on_send_queued = workers[0].wake
         gateway.on_profile_due = workers[1].wake
+        outgoing.on_queued = workers[3].wake
+        gateway.on_webhooks_changed = outgoing.forget_hooks
+        outgoing.start()
         app.state.gateway = gateway
         app.state.store = store
         app.state.bus = bus
@@ -113,6 +119,7 @@ def create_app(
             gateway.stopping = True
             grace = settings.graph_api_timeout + 1  # a Send API call under way may finish
             await asyncio.gather(*(worker.stop(grace) for worker in workers))
+            await outgoing.stop()
             await bus.stop()
             await graph.aclose()
             await store.close()

@@ -47,6 +47,8 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     ws_max_message_bytes: int = 64 * 1024
     store_timeout_seconds: float = 5.0
+    webhook_timeout_seconds: float = 10.0
+    webhook_retry_seconds: float = 24 * 3600.0
     token_encryption_key: str = field(default="", repr=False)
 
     @classmethod
@@ -125,6 +127,10 @@ class Settings:
             ),
             store_timeout_seconds=number("STORE_TIMEOUT_SECONDS", cls.store_timeout_seconds,
                                          float, 0.1),
+            webhook_timeout_seconds=number("WEBHOOK_TIMEOUT_SECONDS", cls.webhook_timeout_seconds,
+                                           float, 0.1),
+            webhook_retry_seconds=number("WEBHOOK_RETRY_SECONDS", cls.webhook_retry_seconds,
+                                         float, 1),
             token_encryption_key=key,
         )
 

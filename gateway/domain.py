@@ -61,6 +61,7 @@ class Channel:
     updated_at: int
     source: str = "facebook"
     token_valid: bool = True  # False once Meta refuses the token: connect the page again
+    user_data: dict[str, Any] = field(default_factory=dict)  # set through metadata.upsert
     # The page token is held by the store and handed only to the Graph API client;
     # it is kept out of repr() so that no log line can print it.
     page_token: str = field(default="", repr=False)
@@ -90,6 +91,8 @@ class Message:
     read_by_contact: bool = False
     kind: str = "message"  # message, postback, echo
     send_options: dict[str, Any] | None = None  # messaging_type and tag of a message we send
+    suggestions: dict[str, Any] = field(default_factory=dict)  # suggested replies, by id
+    user_data: dict[str, Any] = field(default_factory=dict)  # set through metadata.upsert
 
     @property
     def from_contact(self) -> bool:
@@ -112,6 +115,10 @@ class Message:
             }
         if not self.from_contact:
             metadata["user_read"] = self.read_by_contact
+        if self.suggestions:
+            metadata["suggestions"] = self.suggestions
+        if self.user_data:
+            metadata["user_data"] = self.user_data
         return metadata
 
 
@@ -125,6 +132,8 @@ class Conversation:
     unread_count: int = 0
     last_message_id: str | None = None
     state: str | None = None  # Airy's conversation state, e.g. OPEN or CLOSED, set by users
+    tag_ids: list[str] = field(default_factory=list)
+    user_data: dict[str, Any] = field(default_factory=dict)  # set through metadata.upsert
 
     @property
     def display_name(self) -> str:
@@ -139,6 +148,62 @@ class ConversationView:
     conversation: Conversation
     channel: Channel
     last_message: Message | None
+
+
+TAG_COLORS = ("tag-blue", "tag-red", "tag-green", "tag-purple")  # Airy's tag colours
+
+
+@dataclass
+class Tag:
+    id: str
+    name: str
+    color: str
+
+
+@dataclass
+class ConversationFilter:
+    """What `conversations.list` narrows to; every field is optional and they all must hold."""
+
+    channel_ids: list[str] | None = None
+    source: str | None = None
+    state: str | None = None
+    tag_ids: list[str] | None = None  # conversations carrying every one of these tags
+    unread: bool | None = None  # True: unread_count > 0; False: all read
+    display_name: str | None = None  # case-insensitive part of the contact's name
+
+
+@dataclass
+class FacebookPage:
+    """A page a Facebook user manages, as `channels.facebook.explore` lists it."""
+
+    page_id: str
+    name: str
+    image_url: str | None
+    connected: bool
+
+
+WEBHOOK_EVENTS = ("message.created", "message.updated", "conversation.updated", "channel.updated")
+
+
+@dataclass
+class Webhook:
+    """An outgoing webhook: where to post which events, and how its deliveries fare."""
+
+    id: str
+    url: str
+    name: str | None
+    events: list[str]  # a subset of WEBHOOK_EVENTS
+    headers: dict[str, str]
+    subscribed: bool
+    created_at: int
+    updated_at: int
+    signature_key: str = field(default="", repr=False)  # a secret: never answered, never logged
+    last_success_at: int | None = None
+    last_error: str | None = None
+    last_error_at: int | None = None
+
+    def wants(self, event_type: str) -> bool:
+        return self.subscribed and event_type in self.events
 
 
 @dataclass

@@ -8,20 +8,28 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from gateway.config import Settings
 from gateway.domain import (
+    TAG_COLORS,
+    WEBHOOK_EVENTS,
     Channel,
+    ConversationFilter,
     ConversationView,
+    FacebookPage,
     DeliveryState,
     EventKind,
     InboundEvent,
     Message,
     Page,
     SenderType,
+    Tag,
+    Webhook,
     new_id,
     now_ms,
 )
@@ -34,12 +42,13 @@ from gateway.errors import (
     UpstreamRefused,
 )
 from gateway.store import Store
-from gateway.store.mongo import Job, JobRepo
-from gateway.validation import check_storable
+from gateway.store.mongo import USER_DATA_OWNERS, Job, JobRepo, merge_user_data
+from gateway.validation import check_field_names, check_storable
 
 log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 100
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")  # RFC 9110 token
 # Our message id rides in the Send API's `metadata`, so the echo Meta sends back names it.
 ECHO_METADATA_PREFIX = "mg:"
 MESSAGING_TYPES = ("RESPONSE", "UPDATE", "MESSAGE_TAG")
@@ -58,6 +67,7 @@ class GraphApi(Protocol):
     async def subscribe_app(self, page_id: str, token: str) -> None: ...
     async def unsubscribe_app(self, page_id: str, token: str) -> None: ...
     async def get_profile(self, psid: str, token: str) -> dict[str, Any]: ...
+    async def list_pages(self, user_token: str) -> list[dict[str, Any]]: ...
     async def send_message(
         self, token: str, recipient_id: str, message: Any, *,
         messaging_type: str = "RESPONSE", tag: str | None = None,
@@ -80,6 +90,7 @@ class Gateway:
         # Set by the app: called when a send or a profile fetch is due, to wake its worker now.
         self.on_send_queued: Callable[[], None] = lambda: None
         self.on_profile_due: Callable[[], None] = lambda: None
+        self.on_webhooks_changed: Callable[[], None] = lambda: None
         # Set at shutdown: background passes finish the job in hand and take no new one.
         self.stopping = False
 
@@ -146,6 +157,17 @@ class Gateway:
             raise NotFound(f"channel {channel_id} not found")
         return channel
 
+    async def explore_facebook_pages(self, user_token: str) -> list[FacebookPage]:
+        """The pages a Facebook user manages, each saying whether it is connected here."""
+        check_storable(user_token, "auth_token")
+        if not user_token.strip():
+            raise InvalidInput("auth_token must not be empty")
+        pages = await self.graph.list_pages(user_token.strip())
+        connected = {c.source_channel_id for c in await self.store.channels.list("facebook")}
+        return [FacebookPage(page_id=p["id"], name=p.get("name") or f"Facebook page {p['id']}",
+                             image_url=p.get("image_url"), connected=p["id"] in connected)
+                for p in pages]
+
     async def channels_by_ids(self, ids: list[str]) -> list[Channel | None]:
         """For DataLoaders: one query for any number of ids, answers in the order asked."""
         found = await self.store.channels.many(ids)
@@ -154,13 +176,27 @@ class Gateway:
     # --- conversations ----------------------------------------------------------------------
 
     async def list_conversations(
-        self, channel_id: str | None = None, cursor: str | None = None, page_size: int = 20
+        self, channel_id: str | None = None, cursor: str | None = None, page_size: int = 20,
+        where: ConversationFilter | None = None,
     ) -> Page:
-        """Newest activity first, each with its channel and last message."""
+        """Newest activity first, each with its channel and last message; `where` narrows."""
         _check_page_size(page_size)
-        channel_ids = [channel_id] if channel_id else None
+        where = replace(where) if where else ConversationFilter()
+        check_storable([where.state, where.display_name, where.source, where.channel_ids,
+                        where.tag_ids], "filters")
+        if where.channel_ids is not None and not where.channel_ids:
+            raise InvalidInput("filters.channel_ids must name at least one channel")
+        check_field_names({tag_id: None for tag_id in where.tag_ids or []}, "filters.tag_ids")
+        if channel_id:
+            where.channel_ids = [channel_id, *(where.channel_ids or [])]
+            if len(set(where.channel_ids)) > 1:
+                raise InvalidInput("channel_id and filters.channel_ids name different channels")
+        if where.source:
+            of_source = await self.store.channels.ids_of_source(where.source)
+            chosen = where.channel_ids if where.channel_ids is not None else of_source
+            where.channel_ids = [c for c in chosen if c in of_source]
         items, cursors, more, total = await self.store.conversations.page(
-            channel_ids, cursor, page_size
+            where, cursor, page_size
         )
         views = await self._views(items)
         by_id = dict(zip([c.id for c in items], cursors))
@@ -368,6 +404,152 @@ class Gateway:
         delay = self.settings.retry_base_seconds * 2 ** (attempts - 1)
         return min(delay, self.settings.retry_max_seconds) * random.uniform(0.5, 1.0)
 
+    # --- tags and user data ------------------------------------------------------------------
+
+    async def create_tag(self, name: str, color: str | None = None) -> Tag:
+        name, color = _tag_fields(name, color or "tag-blue")
+        tag = await self.store.tags.create(name, color)
+        if tag is None:
+            raise Conflict(f"a tag named {name!r} exists already")
+        return tag
+
+    async def list_tags(self) -> list[Tag]:
+        return await self.store.tags.list()
+
+    async def update_tag(self, tag_id: str, name: str | None = None,
+                         color: str | None = None) -> Tag:
+        changes: dict[str, Any] = {}
+        if name is not None:
+            changes["name"] = _tag_fields(name, None)[0]
+        if color is not None:
+            changes["color"] = _tag_fields(None, color)[1]
+        found = await self.store.tags.update(tag_id, changes) if changes else \
+            await self.store.tags.get(tag_id) is not None
+        if not found:
+            raise NotFound(f"tag {tag_id} not found")
+        return await self.store.tags.get(tag_id)
+
+    async def delete_tag(self, tag_id: str) -> None:
+        """Delete the tag and take it off every conversation."""
+        if not await self.store.tags.delete(tag_id):
+            raise NotFound(f"tag {tag_id} not found")
+        await self.store.conversations.drop_tag(tag_id)
+
+    async def tags_by_ids(self, ids: list[str]) -> list[Tag | None]:
+        """For DataLoaders: one query for any number of ids, answers in the order asked."""
+        found = await self.store.tags.many(ids)
+        return [found.get(i) for i in ids]
+
+    async def tag_conversation(self, conversation_id: str, tag_id: str) -> None:
+        if await self.store.tags.get(tag_id) is None:
+            raise NotFound(f"tag {tag_id} not found")
+        if not await self.store.conversations.tag(conversation_id, tag_id):
+            raise NotFound(f"conversation {conversation_id} not found")
+
+    async def untag_conversation(self, conversation_id: str, tag_id: str) -> None:
+        """Untagging a conversation that does not carry the tag changes nothing."""
+        if await self.store.tags.get(tag_id) is None:
+            raise NotFound(f"tag {tag_id} not found")
+        if not await self.store.conversations.untag(conversation_id, tag_id):
+            raise NotFound(f"conversation {conversation_id} not found")
+
+    async def upsert_metadata(
+        self, subject: str, owner_id: str, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Merge `data` into the `user_data` of a message, conversation or channel; return it."""
+        if subject not in USER_DATA_OWNERS:
+            raise InvalidInput(f"subject must be one of {', '.join(USER_DATA_OWNERS)}")
+        if not isinstance(data, dict):
+            raise InvalidInput("data must be a JSON object")
+        check_storable(data, "data")
+        check_field_names(data, "data")
+        merged = await merge_user_data(self.store, subject, owner_id, data)
+        if merged is None:
+            raise NotFound(f"{subject} {owner_id} not found")
+        return merged
+
+    async def suggest_replies(self, message_id: str, suggestions: dict[str, Any]) -> Message:
+        """Attach suggested replies to a message, by id: `{"<id>": {"content": {...}}}`."""
+        if not isinstance(suggestions, dict) or not suggestions:
+            raise InvalidInput('suggestions must be a non-empty object: {"<id>": {"content": …}}')
+        for key, value in suggestions.items():
+            if not isinstance(value, dict) or "content" not in value:
+                raise InvalidInput(f"suggestions.{key} must be an object with a content")
+        check_storable(suggestions, "suggestions")
+        check_field_names(suggestions, "suggestions")
+        message = await self.store.messages.add_suggestions(message_id, suggestions)
+        if message is None:
+            raise NotFound(f"message {message_id} not found")
+        return message
+
+    # --- outgoing webhooks -------------------------------------------------------------------
+
+    async def subscribe_webhook(
+        self, url: str, webhook_id: str | None = None, name: str | None = None,
+        events: list[str] | None = None, headers: dict[str, str] | None = None,
+        signature_key: str | None = None,
+    ) -> Webhook:
+        """Subscribe a new webhook, or (given the id of one) change it and subscribe it again."""
+        if webhook_id and await self.store.webhooks.get(webhook_id):
+            return await self.update_webhook(webhook_id, url=url, name=name, events=events,
+                                             headers=headers, signature_key=signature_key,
+                                             subscribed=True)
+        now = now_ms()
+        webhook = Webhook(
+            id=webhook_id or new_id(), url=_webhook_url(url), name=_webhook_name(name),
+            events=_webhook_events(events) if events is not None else list(WEBHOOK_EVENTS),
+            headers=_webhook_headers(headers or {}), subscribed=True, created_at=now,
+            updated_at=now, signature_key=_webhook_key(signature_key or ""),
+        )
+        if not await self.store.webhooks.insert(webhook):  # the same id, subscribed just now
+            return await self.subscribe_webhook(url, webhook_id, name, events, headers,
+                                                signature_key)
+        self.on_webhooks_changed()
+        log.info("webhook %s subscribed", webhook.id)
+        return webhook
+
+    async def update_webhook(
+        self, webhook_id: str, url: str | None = None, name: str | None = None,
+        events: list[str] | None = None, headers: dict[str, str] | None = None,
+        signature_key: str | None = None, subscribed: bool | None = None,
+    ) -> Webhook:
+        changes: dict[str, Any] = {"updated_at": now_ms()}
+        if url is not None:
+            changes["url"] = _webhook_url(url)
+        if name is not None:
+            changes["name"] = _webhook_name(name)
+        if events is not None:
+            changes["events"] = _webhook_events(events)
+        if headers is not None:
+            changes["headers"] = _webhook_headers(headers)
+        if signature_key is not None:
+            changes["signature_key"] = _webhook_key(signature_key)
+        if subscribed is not None:
+            changes["subscribed"] = subscribed
+        webhook = await self.store.webhooks.update(webhook_id, changes)
+        if webhook is None:
+            raise NotFound(f"webhook {webhook_id} not found")
+        self.on_webhooks_changed()
+        return webhook
+
+    async def unsubscribe_webhook(self, webhook_id: str) -> Webhook:
+        """Stop posting to the webhook, including what was queued for it."""
+        webhook = await self.update_webhook(webhook_id, subscribed=False)
+        await self.store.deliveries.drop_queued(webhook_id)
+        log.info("webhook %s unsubscribed", webhook_id)
+        return webhook
+
+    async def webhook_info(self, webhook_id: str) -> tuple[Webhook, int]:
+        """The webhook and how many deliveries wait for it."""
+        webhook = await self.store.webhooks.get(webhook_id)
+        if webhook is None:
+            raise NotFound(f"webhook {webhook_id} not found")
+        return webhook, await self.store.deliveries.queued(webhook_id)
+
+    async def list_webhooks(self) -> list[tuple[Webhook, int]]:
+        return [(w, await self.store.deliveries.queued(w.id))
+                for w in await self.store.webhooks.list()]
+
     # --- contacts ---------------------------------------------------------------------------
 
     async def fetch_due_profiles(self) -> int:
@@ -500,6 +682,61 @@ class Gateway:
                 conversation.id, message.id, event.timestamp,
                 unread=sender is SenderType.CONTACT,
             )
+
+
+def _webhook_url(url: str) -> str:
+    check_storable(url, "url")
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
+        raise InvalidInput("url must be an http or https URL, e.g. https://example.com/hook")
+    return url.strip()
+
+
+def _webhook_name(name: str | None) -> str | None:
+    check_storable(name, "name")
+    if name is not None and len(name) > 200:
+        raise InvalidInput("name must be at most 200 characters")
+    if name is None:
+        return None
+    return name.strip() or None
+
+
+def _webhook_events(events: list[str]) -> list[str]:
+    unknown = [e for e in events if e not in WEBHOOK_EVENTS]
+    if unknown or not events:
+        raise InvalidInput(f"events must name one or more of {', '.join(WEBHOOK_EVENTS)}"
+                           + (f"; unknown: {', '.join(map(str, unknown))}" if unknown else ""))
+    return [e for e in WEBHOOK_EVENTS if e in events]
+
+
+def _webhook_headers(headers: dict[str, str]) -> dict[str, str]:
+    check_storable(headers, "headers")
+    if len(headers) > 30:
+        raise InvalidInput("headers: at most 30")
+    for key, value in headers.items():
+        if not HEADER_NAME.fullmatch(key) or not isinstance(value, str) \
+                or any(c in value for c in "\r\n\x00") or len(value) > 4000:
+            raise InvalidInput(f"headers: {key!r} is not a valid header name and text value")
+    return dict(headers)
+
+
+def _webhook_key(key: str) -> str:
+    check_storable(key, "signature_key")
+    if len(key) > 500:
+        raise InvalidInput("signature_key must be at most 500 characters")
+    return key
+
+
+def _tag_fields(name: str | None, color: str | None) -> tuple[str, str | None]:
+    """A tag's name (trimmed, not empty) and colour (one of Airy's)."""
+    if name is not None:
+        check_storable(name, "name")
+        name = name.strip()
+        if not name:
+            raise InvalidInput("name must not be empty")
+    if color is not None and color not in TAG_COLORS:
+        raise InvalidInput(f"color must be one of {', '.join(TAG_COLORS)}")
+    return name, color
 
 
 def _check_page_size(page_size: int) -> None:

@@ -46,3 +46,20 @@ def _check_text(text: str, what: str) -> None:
     except UnicodeEncodeError:
         raise InvalidInput(f"{what} has text that is not valid Unicode (a lone surrogate)") \
             from None
+
+
+def check_field_names(value: Any, what: str) -> None:
+    """Keys that become MongoDB field paths: not empty, no `.`, not starting with `$`."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not key or "." in key or key.startswith("$"):
+                    raise InvalidInput(
+                        f"{what}: field name {key!r} must be non-empty, without '.' and not "
+                        "starting with '$'"
+                    )
+                stack.append(child)
+        elif isinstance(item, list):
+            stack.extend(item)

@@ -11,11 +11,12 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.servers import LoopbackServer
 
 # What each failure mode answers, as Meta answers it.
 FAILURES: dict[str, tuple[int, dict[str, Any]]] = {
@@ -46,6 +47,8 @@ class FakeGraph:
 
     pages: dict[str, dict[str, Any]] = field(default_factory=dict)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    users: dict[str, list[str]] = field(default_factory=dict)  # user token -> page ids managed
+    accounts_page_size: int = 2  # /me/accounts answers in pages this long, like Meta's paging
     calls: list[Call] = field(default_factory=list)
     failures: dict[str, deque] = field(default_factory=lambda: defaultdict(deque))
     delays: dict[str, float] = field(default_factory=dict)
@@ -63,6 +66,7 @@ class FakeGraph:
         with self.lock:
             self.pages.clear()
             self.profiles.clear()
+            self.users.clear()
             self.calls.clear()
             self.failures.clear()
             self.delays.clear()
@@ -73,6 +77,10 @@ class FakeGraph:
     def add_page(self, page_id: str, token: str, name: str = "Test Page",
                  picture: str = "https://img.example/page.png") -> None:
         self.pages[page_id] = {"token": token, "name": name, "picture": picture}
+
+    def add_user(self, token: str, page_ids: list[str]) -> None:
+        """A Facebook user (known by a user token) who manages these pages (added with add_page)."""
+        self.users[token] = list(page_ids)
 
     def add_profile(self, psid: str, first: str, last: str, pic: str | None = None) -> None:
         self.profiles[psid] = {"first_name": first, "last_name": last,
@@ -153,6 +161,8 @@ class FakeGraph:
     def _kind(self, method: str, path: str) -> str:
         if path == "me/messages":
             return "send"
+        if path == "me/accounts":
+            return "accounts"
         if path.endswith("/subscribed_apps"):
             return "subscribe" if method == "POST" else "unsubscribe"
         if "/" not in path and method == "GET":
@@ -169,6 +179,8 @@ class FakeGraph:
             recipient = (call.json or {}).get("recipient", {}).get("id")
             mid = self.mids.popleft() if self.mids else f"m_fake_{next(self.next_mid)}"
             return JSONResponse({"recipient_id": recipient, "message_id": mid})
+        if path == "me/accounts" and method == "GET":
+            return self._accounts(token, call.query)
         if len(parts) == 2 and parts[1] == "subscribed_apps":
             page = self.pages.get(parts[0])
             if page is None or page["token"] != token:
@@ -185,28 +197,29 @@ class FakeGraph:
                 return JSONResponse({"id": parts[0], **self.profiles[parts[0]]})
         return JSONResponse(FAILURES["bad_param"][1], status_code=400)
 
+    def _accounts(self, token: str, query: dict[str, str]) -> Response:
+        if token not in self.users:
+            return JSONResponse(FAILURES["bad_token"][1], status_code=400)
+        ids = self.users[token]
+        start = int(query.get("after") or 0)
+        chunk = ids[start:start + self.accounts_page_size]
+        body: dict[str, Any] = {"data": [
+            {"id": pid, "name": self.pages[pid]["name"], "access_token": self.pages[pid]["token"],
+             "picture": {"data": {"url": self.pages[pid]["picture"]}}} for pid in chunk
+        ], "paging": {"cursors": {"before": str(start), "after": str(start + len(chunk))}}}
+        if start + len(chunk) < len(ids):
+            # Meta's `next` is an absolute URL; the gateway follows the cursor instead.
+            body["paging"]["next"] = "https://graph.example.invalid/me/accounts?after=x"
+        return JSONResponse(body)
 
-class FakeGraphServer:
-    """Runs a FakeGraph under uvicorn in a thread on 127.0.0.1."""
+
+class FakeGraphServer(LoopbackServer):
+    """Runs a FakeGraph on 127.0.0.1."""
 
     def __init__(self, timeout_sleep: float = 3.0) -> None:
         self.graph = FakeGraph()
-        config = uvicorn.Config(self.graph.app(timeout_sleep), host="127.0.0.1", port=0,
-                                log_level="warning", lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        super().__init__(self.graph.app(timeout_sleep), "fake Graph API")
 
     def start(self) -> FakeGraph:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake Graph API did not start")
-            time.sleep(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.graph.url = f"http://127.0.0.1:{port}/v21.0"
+        self.graph.url = self.serve() + "/v21.0"
         return self.graph
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(5)

@@ -16,7 +16,7 @@ def test_connect_subscribes_the_app_and_answers_the_channel(gateway, graph):
     assert channel["source_channel_id"] == "1234567"
     assert channel["connected"] is True
     assert channel["metadata"] == {"name": "Pizza Place", "image_url": "https://img.example/pp.png",
-                                   "token_valid": True}
+                                   "token_valid": True, "user_data": {}}
     [subscribe] = graph.calls_of("subscribe")
     assert subscribe.method == "POST" and subscribe.path == "1234567/subscribed_apps"
     assert subscribe.query["access_token"] == "EAApagetoken1"
@@ -29,7 +29,7 @@ def test_connect_subscribes_the_app_and_answers_the_channel(gateway, graph):
 def test_given_name_and_image_skip_the_page_lookup(gateway, graph):
     channel = connect_page(gateway, graph, name="My Shop", image_url="https://img.example/s.png")
     assert channel["metadata"] == {"name": "My Shop", "image_url": "https://img.example/s.png",
-                                   "token_valid": True}
+                                   "token_valid": True, "user_data": {}}
     assert graph.calls_of("page") == []
     assert len(graph.calls_of("subscribe")) == 1
 
@@ -142,7 +142,7 @@ def test_list_info_and_update(gateway, graph):
                                                 "image_url": "https://img.example/a2.png"})
     assert updated.status_code == 200
     assert updated.json()["metadata"] == {"name": "A2", "image_url": "https://img.example/a2.png",
-                                          "token_valid": True}
+                                          "token_valid": True, "user_data": {}}
     assert gateway.post("/channels.info", {"channel_id": a["id"]}).json()["metadata"]["name"] == "A2"
     assert gateway.post("/channels.update", {"channel_id": "nope", "name": "x"}).status_code == 404
     blank = gateway.post("/channels.update", {"channel_id": a["id"], "name": "  "})

@@ -18,7 +18,9 @@ SCALARS = (st.none() | st.booleans() | st.integers(min_value=-2**70, max_value=2
 JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
                     | st.dictionaries(st.text(max_size=12), inner, max_size=5), max_leaves=20)
 FIELDS = ["page_id", "page_token", "name", "image_url", "channel_id", "source", "cursor",
-          "page_size", "conversation_id", "message", "messaging_type", "tag"]
+          "page_size", "conversation_id", "message", "messaging_type", "tag", "tag_id", "state",
+          "display_name", "message_id", "suggestions", "subject", "id", "data", "filters",
+          "auth_token", "color", "url", "events", "headers", "signature_key"]
 # Bodies shaped like the routes' own: known field names with any values, plus stray fields.
 BODIES = st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), JSON, max_size=6) | JSON
 

@@ -7,6 +7,7 @@ from enum import Enum
 from typing import Generic, TypeVar
 
 import strawberry
+from strawberry.dataloader import DataLoader
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
@@ -42,13 +43,46 @@ class Channel:
     token_valid: bool = strawberry.field(
         description="False once Meta refused the page token: connect the page again."
     )
+    user_data: JSON = strawberry.field(description="Set through upsertMetadata.")
 
     @classmethod
     def of(cls, channel: domain.Channel) -> Channel:
         return cls(id=strawberry.ID(channel.id), source=channel.source,
                    source_channel_id=channel.source_channel_id, name=channel.name,
                    image_url=channel.image_url, connected=channel.connected,
-                   token_valid=channel.token_valid)
+                   token_valid=channel.token_valid, user_data=channel.user_data)
+
+
+TagColor = strawberry.enum(
+    Enum("TagColor", {c.removeprefix("tag-").upper(): c for c in domain.TAG_COLORS}),
+    description="Airy's tag colours.",
+)
+
+
+@strawberry.type(description="A label users put on conversations.")
+class Tag:
+    id: strawberry.ID
+    name: str
+    color: TagColor
+
+    @classmethod
+    def of(cls, tag: domain.Tag) -> Tag:
+        return cls(id=strawberry.ID(tag.id), name=tag.name, color=TagColor(tag.color))
+
+
+@strawberry.type(description="A page a Facebook user manages.")
+class FacebookPage:
+    page_id: str
+    name: str
+    image_url: str | None
+    connected: bool = strawberry.field(description="Whether it is connected here already.")
+
+
+@strawberry.enum(description="What upsertMetadata writes to.")
+class MetadataSubject(Enum):
+    MESSAGE = "message"
+    CONVERSATION = "conversation"
+    CHANNEL = "channel"
 
 
 @strawberry.type(description="The person a conversation is with.")
@@ -100,6 +134,8 @@ class Conversation:
     last_activity_at: datetime
     unread_count: int
     state: str | None = strawberry.field(description="Set by users, e.g. OPEN or CLOSED.")
+    user_data: JSON = strawberry.field(description="Set through upsertMetadata.")
+    _tag_ids: strawberry.Private[list[str]]
     _channel: strawberry.Private[domain.Channel | None]
     _last_message_id: strawberry.Private[str | None]
     _last_message: strawberry.Private[domain.Message | None]
@@ -108,6 +144,16 @@ class Conversation:
     async def channel(self, info: Info) -> Channel | None:
         channel = self._channel or await info.context["loaders"].channel.load(self.channel_id)
         return Channel.of(channel) if channel else None
+
+    @strawberry.field(description="By name.")
+    async def tags(self, info: Info) -> list[Tag]:
+        if not self._tag_ids:
+            return []
+        loader = info.context.setdefault(
+            "tag_loader", DataLoader(info.context["gateway"].tags_by_ids, cache=False)
+        )
+        found = [tag for tag in await loader.load_many(self._tag_ids) if tag is not None]
+        return [Tag.of(tag) for tag in sorted(found, key=lambda tag: tag.name)]
 
     @strawberry.field
     async def last_message(self, info: Info) -> Message | None:
@@ -126,7 +172,8 @@ class Conversation:
                             avatar_url=contact.avatar_url, fetch_state=contact.fetch_state),
             created_at=moment(conversation.created_at),
             last_activity_at=moment(conversation.last_message_at),
-            unread_count=conversation.unread_count, state=conversation.state, _channel=channel,
+            unread_count=conversation.unread_count, state=conversation.state,
+            user_data=conversation.user_data, _tag_ids=conversation.tag_ids, _channel=channel,
             _last_message_id=conversation.last_message_id, _last_message=last_message,
         )
 
@@ -194,3 +241,89 @@ class SendMessageInput:
     message: JSON = strawberry.field(description='A Send API message object, e.g. {"text": "Hi"}.')
     messaging_type: str | None = None
     tag: str | None = None
+
+
+@strawberry.input(description="Every field is optional; all that are given must hold.")
+class ConversationFilterInput:
+    channel_ids: list[strawberry.ID] | None = None
+    source: str | None = None
+    state: str | None = None
+    tag_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Conversations carrying every one of these tags."
+    )
+    unread: bool | None = strawberry.field(
+        default=None, description="true: unread messages waiting; false: all read."
+    )
+    display_name: str | None = strawberry.field(
+        default=None, description="A case-insensitive part of the contact's name."
+    )
+
+    def to_domain(self) -> domain.ConversationFilter:
+        return domain.ConversationFilter(
+            channel_ids=[str(c) for c in self.channel_ids] if self.channel_ids is not None
+            else None,
+            source=self.source, state=self.state,
+            tag_ids=[str(t) for t in self.tag_ids] if self.tag_ids is not None else None,
+            unread=self.unread, display_name=self.display_name,
+        )
+
+
+@strawberry.input
+class CreateTagInput:
+    name: str
+    color: TagColor | None = None
+
+
+@strawberry.input
+class UpdateTagInput:
+    id: strawberry.ID
+    name: str | None = None
+    color: TagColor | None = None
+
+
+@strawberry.type(description="An outgoing webhook and how its deliveries fare. Never its key.")
+class Webhook:
+    id: strawberry.ID
+    name: str | None
+    url: str
+    events: list[str] = strawberry.field(description="message.created, message.updated, "
+                                         "conversation.updated, channel.updated")
+    headers: JSON
+    status: str = strawberry.field(description="Subscribed or Unsubscribed.")
+    last_success_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    queued: int = strawberry.field(description="Deliveries waiting for the receiver.")
+
+    @classmethod
+    def of(cls, webhook: domain.Webhook, queued: int = 0) -> Webhook:
+        def when(ms: int | None) -> datetime | None:
+            return moment(ms) if ms is not None else None
+
+        return cls(id=strawberry.ID(webhook.id), name=webhook.name, url=webhook.url,
+                   events=webhook.events, headers=webhook.headers,
+                   status="Subscribed" if webhook.subscribed else "Unsubscribed",
+                   last_success_at=when(webhook.last_success_at), last_error=webhook.last_error,
+                   last_error_at=when(webhook.last_error_at), queued=queued)
+
+
+@strawberry.input
+class SubscribeWebhookInput:
+    url: str
+    id: strawberry.ID | None = strawberry.field(
+        default=None, description="The id of a webhook to change and subscribe again.")
+    name: str | None = None
+    events: list[str] | None = strawberry.field(default=None, description="Default: all.")
+    headers: JSON | None = None
+    signature_key: str | None = strawberry.field(
+        default=None, description="Signs each body: X-Airy-Content-Signature, hex HMAC-SHA256.")
+
+
+@strawberry.input
+class UpdateWebhookInput:
+    id: strawberry.ID
+    url: str | None = None
+    name: str | None = None
+    events: list[str] | None = None
+    headers: JSON | None = None
+    signature_key: str | None = None

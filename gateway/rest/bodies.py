@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from gateway.errors import InvalidInput
 
@@ -39,10 +46,32 @@ class ChannelUpdate(Body):
     image_url: Text | None = None
 
 
+class ConversationFilters(Body):
+    """`conversations.list`'s filters (Airy takes a Lucene string here; this is a JSON object)."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+    channel_ids: Annotated[list[Id], Field(min_length=1, max_length=100)] | None = None
+    source: Id | None = None
+    state: Annotated[str, StringConstraints(max_length=100)] | None = None
+    tag_ids: Annotated[list[Id], Field(min_length=1, max_length=20)] | None = None
+    unread: bool | None = Field(default=None, strict=True)
+    display_name: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
 class ConversationsList(Body):
     cursor: Annotated[str, StringConstraints(max_length=500)] | None = None
     page_size: int = Field(default=20, ge=1, le=100, strict=True)
     channel_id: Id | None = None
+    filters: ConversationFilters | None = None
+
+    @field_validator("filters", mode="before")
+    @classmethod
+    def _no_lucene(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError("must be a JSON object such as {\"state\": \"OPEN\", \"unread\": "
+                             "true}; Lucene query strings are not supported")
+        return value
 
 
 class ConversationRef(Body):
@@ -59,8 +88,48 @@ class ConversationState(Body):
     state: Annotated[str, StringConstraints(max_length=100)]
 
 
+class ConversationTag(Body):
+    conversation_id: Id
+    tag_id: Id
+
+
 class MessageRef(Body):
     message_id: Id
+
+
+class SuggestReplies(Body):
+    message_id: Id
+    suggestions: dict[str, Any]
+
+
+class MetadataUpsert(Body):
+    subject: Literal["message", "conversation", "channel"]
+    id: Id
+    data: dict[str, Any]
+
+
+class ExploreFacebook(Body):
+    auth_token: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                                 max_length=4096)]
+
+
+TagName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+TagColor = Literal["tag-blue", "tag-red", "tag-green", "tag-purple"]
+
+
+class TagCreate(Body):
+    name: TagName
+    color: TagColor = "tag-blue"
+
+
+class TagUpdate(Body):
+    id: Id
+    name: TagName | None = None
+    color: TagColor | None = None
+
+
+class TagRef(Body):
+    id: Id
 
 
 class MessagesList(Body):
@@ -74,6 +143,29 @@ class MessagesSend(Body):
     message: dict[str, Any]
     messaging_type: Id | None = None
     tag: Id | None = None
+
+
+class WebhookFields(Body):
+    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    events: Annotated[list[Annotated[str, StringConstraints(max_length=100)]],
+                      Field(max_length=10)] | None = None
+    headers: dict[str, Annotated[str, StringConstraints(max_length=4000)]] | None = None
+    signature_key: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
+class WebhookSubscribe(WebhookFields):
+    url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+    id: Id | None = None
+
+
+class WebhookUpdate(WebhookFields):
+    id: Id
+    url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                          max_length=2000)] | None = None
+
+
+class WebhookRef(Body):
+    id: Id
 
 
 def parse(model: type[Body], data: Any) -> Body:

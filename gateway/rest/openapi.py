@@ -23,9 +23,11 @@ RESPONSES: dict[str, dict[str, Any]] = {
             "id": {"type": "string"}, "source": {"type": "string", "enum": ["facebook"]},
             "source_channel_id": {"type": "string", "description": "The Facebook page id."},
             "connected": {"type": "boolean"},
-            "metadata": {"type": "object", "required": ["name", "image_url", "token_valid"],
+            "metadata": {"type": "object",
+                         "required": ["name", "image_url", "token_valid", "user_data"],
                          "properties": {"name": {"type": "string"}, "image_url": NULLABLE_STRING,
-                                        "token_valid": {"type": "boolean"}}},
+                                        "token_valid": {"type": "boolean"},
+                                        "user_data": {"type": "object"}}},
         },
     },
     "Message": {
@@ -85,8 +87,33 @@ def _page_of(name: str) -> dict[str, Any]:
     return page
 
 
-RESPONSES |= {"ChannelList": _list_of("Channel"), "ConversationPage": _page_of("Conversation"),
-              "MessagePage": _page_of("Message")}
+RESPONSES |= {
+    "Tag": {"type": "object", "required": ["id", "name", "color"],
+            "properties": {"id": {"type": "string"}, "name": {"type": "string"},
+                           "color": {"type": "string",
+                                     "enum": ["tag-blue", "tag-red", "tag-green", "tag-purple"]}}},
+    "FacebookPage": {"type": "object", "required": ["page_id", "name", "image_url", "connected"],
+                     "properties": {"page_id": {"type": "string"}, "name": {"type": "string"},
+                                    "image_url": NULLABLE_STRING,
+                                    "connected": {"type": "boolean"}}},
+}
+_WEBHOOK = {
+    "id": {"type": "string"}, "name": NULLABLE_STRING, "url": {"type": "string"},
+    "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+    "events": {"type": "array", "items": {"type": "string", "enum": [
+        "message.created", "message.updated", "conversation.updated", "channel.updated"]}},
+    "status": {"type": "string", "enum": ["Subscribed", "Unsubscribed"]},
+}
+_DELIVERIES = {"last_success_at": {"anyOf": [TIME, {"type": "null"}]}, "last_error": NULLABLE_STRING,
+               "last_error_at": {"anyOf": [TIME, {"type": "null"}]}, "queued": {"type": "integer"}}
+RESPONSES |= {
+    "Webhook": {"type": "object", "required": list(_WEBHOOK), "properties": _WEBHOOK},
+    "WebhookInfo": {"type": "object", "required": [*_WEBHOOK, *_DELIVERIES],
+                    "properties": {**_WEBHOOK, **_DELIVERIES}},
+}
+RESPONSES |= {"ChannelList": _list_of("Channel"), "WebhookList": _list_of("WebhookInfo"), "ConversationPage": _page_of("Conversation"),
+              "MessagePage": _page_of("Message"), "TagList": _list_of("Tag"),
+              "PageList": _list_of("FacebookPage")}
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -110,8 +137,8 @@ def build() -> dict[str, Any]:
             "503": _error("The store is unavailable."),
         }
         if spec.answer:
-            responses["200"] = {"description": "OK", "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{spec.answer}"}}}}
+            responses[str(spec.answer_status)] = {"description": "OK", "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{spec.answer}"}}}}
         else:
             responses[str(spec.empty_status)] = {"description": "Done."}
         if spec.conflict:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.domain import Channel, Conversation, ConversationView, Message, Page, iso
+from gateway.domain import (
+    Channel,
+    Conversation,
+    ConversationView,
+    Message,
+    Page,
+    Webhook,
+    iso,
+)
 
 
 def channel_json(channel: Channel) -> dict[str, Any]:
@@ -15,7 +23,7 @@ def channel_json(channel: Channel) -> dict[str, Any]:
         "source_channel_id": channel.source_channel_id,
         "connected": channel.connected,
         "metadata": {"name": channel.name, "image_url": channel.image_url,
-                     "token_valid": channel.token_valid},
+                     "token_valid": channel.token_valid, "user_data": channel.user_data},
     }
 
 
@@ -62,6 +70,8 @@ def conversation_json(view: ConversationView) -> dict[str, Any]:
             "contact": {k: contact[k] for k in ("display_name", "avatar_url", "fetch_state")},
             "unread_count": conversation.unread_count,
             "state": conversation.state,
+            "tags": {tag_id: "" for tag_id in conversation.tag_ids},
+            "user_data": conversation.user_data,
         },
         "unread_count": conversation.unread_count,
         "last_message": message_json(view.last_message, contact) if view.last_message else None,
@@ -77,3 +87,17 @@ def page_json(page: Page, shape) -> dict[str, Any]:
             "total": page.total,
         },
     }
+
+
+def webhook_json(webhook: Webhook, queued: int | None = None) -> dict[str, Any]:
+    """Airy's webhook shape; with `queued`, also how its deliveries fare. Never the key."""
+    shape: dict[str, Any] = {
+        "id": webhook.id, "name": webhook.name, "url": webhook.url, "headers": webhook.headers,
+        "events": webhook.events,
+        "status": "Subscribed" if webhook.subscribed else "Unsubscribed",
+    }
+    if queued is not None:
+        shape |= {"last_success_at": iso(webhook.last_success_at),
+                  "last_error": webhook.last_error, "last_error_at": iso(webhook.last_error_at),
+                  "queued": queued}
+    return shape

@@ -22,16 +22,19 @@ from gateway.domain import (
     Channel,
     Contact,
     Conversation,
+    ConversationFilter,
     DeliveryState,
     EventKind,
     FetchState,
     InboundEvent,
     Message,
     SenderType,
+    Tag,
     new_id,
 )
-from gateway.errors import InvalidInput
+from gateway.errors import Conflict, InvalidInput
 from gateway.store.secrets import TokenCipher
+from gateway.store.webhooks import DeliveryRepo, FeedPositions, WebhookRepo
 
 DUPLICATE_KEY = 11000
 
@@ -40,6 +43,10 @@ INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, Any]]] = [
     ("channels", [("source_channel_id", ASCENDING)], {"unique": True}),
     ("conversations", [("channel_id", ASCENDING), ("contact_id", ASCENDING)], {"unique": True}),
     ("conversations", [("last_message_at", DESCENDING)], {}),
+    ("tags", [("name", ASCENDING)], {"unique": True}),
+    ("webhook_deliveries", [("webhook_id", ASCENDING), ("state", ASCENDING), ("seq", ASCENDING)],
+     {}),
+    ("webhook_deliveries", [("state", ASCENDING), ("finished_at", ASCENDING)], {}),
     ("messages", [("mid", ASCENDING)],
      {"unique": True, "partialFilterExpression": {"mid": {"$type": "string"}}}),
     ("messages", [("conversation_id", ASCENDING), ("sent_at", DESCENDING)], {}),
@@ -61,6 +68,10 @@ class Store:
         self.conversations = ConversationRepo(self.db.conversations)
         self.messages = MessageRepo(self.db.messages)
         self.events = EventRepo(self.db.events)
+        self.tags = TagRepo(self.db.tags)
+        self.webhooks = WebhookRepo(self.db.webhooks)
+        self.deliveries = DeliveryRepo(self.db.webhook_deliveries)
+        self.feed_positions = FeedPositions(self.db.webhook_feed)
         # Work queues live apart from what users see, so a lease or a retry is no visible change.
         self.outbox = JobRepo(self.db.outbox)
         self.profile_jobs = JobRepo(self.db.profile_jobs)
@@ -146,6 +157,10 @@ class ChannelRepo:
         docs = self.c.find({"_id": {"$in": list(set(ids))}})
         return {doc["_id"]: self._channel(doc) async for doc in docs}
 
+    async def ids_of_source(self, source: str) -> list[str]:
+        """Every channel of a source, connected or not (their conversations stay listed)."""
+        return [doc["_id"] async for doc in self.c.find({"source": source}, {"_id": 1})]
+
     async def list(self, source: str | None = None, connected: bool = True) -> list[Channel]:
         query: dict[str, Any] = {"connected": connected}
         if source:
@@ -208,6 +223,7 @@ def _channel(doc: dict[str, Any] | None) -> Channel | None:
         created_at=doc.get("created_at", 0), updated_at=doc.get("updated_at", 0),
         source=doc.get("source", "facebook"), page_token=doc.get("page_token") or "",
         token_valid=bool(doc.get("token_valid", True)),  # nx-27017 may hand back 0 for False
+        user_data=doc.get("user_data") or {},
     )
 
 
@@ -281,13 +297,24 @@ class ConversationRepo:
         result = await self.c.update_one({"_id": conversation_id}, {"$set": {"unread_count": 0}})
         return result.matched_count == 1
 
+    async def tag(self, conversation_id: str, tag_id: str) -> bool:
+        return await self.set_fields(conversation_id, {f"tags.{tag_id}": ""})
+
+    async def untag(self, conversation_id: str, tag_id: str) -> bool:
+        result = await self.c.update_one({"_id": conversation_id},
+                                         {"$unset": {f"tags.{tag_id}": ""}})
+        return result.matched_count == 1
+
+    async def drop_tag(self, tag_id: str) -> None:
+        """A deleted tag leaves every conversation that carried it."""
+        await self.c.update_many({f"tags.{tag_id}": {"$exists": True}},
+                                 {"$unset": {f"tags.{tag_id}": ""}})
+
     async def page(
-        self, channel_ids: list[str] | None, cursor: str | None, size: int
+        self, where: ConversationFilter, cursor: str | None, size: int
     ) -> tuple[list[Conversation], list[str], bool, int]:
         """Newest activity first; returns items, a cursor after each, whether more follow, total."""
-        query: dict[str, Any] = {}
-        if channel_ids is not None:
-            query["channel_id"] = {"$in": channel_ids}
+        query = _conversation_query(where)
         total = await self.c.count_documents(query)
         if cursor:
             value, item_id = decode_cursor(cursor)
@@ -319,6 +346,26 @@ class ConversationRepo:
         )
 
 
+def _conversation_query(where: ConversationFilter) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = []
+    if where.channel_ids is not None:
+        parts.append({"channel_id": {"$in": where.channel_ids}})
+    if where.state is not None:
+        parts.append({"state": where.state})
+    for tag_id in where.tag_ids or []:
+        parts.append({f"tags.{tag_id}": {"$exists": True}})
+    if where.unread is True:
+        parts.append({"unread_count": {"$gt": 0}})
+    elif where.unread is False:
+        parts.append({"unread_count": 0})
+    if where.display_name:
+        parts.append({"contact.display_name": {"$regex": re.escape(where.display_name),
+                                               "$options": "i"}})
+    if not parts:
+        return {}
+    return parts[0] if len(parts) == 1 else {"$and": parts}
+
+
 def _conversation(doc: dict[str, Any] | None) -> Conversation | None:
     if doc is None:
         return None
@@ -333,6 +380,7 @@ def _conversation(doc: dict[str, Any] | None) -> Conversation | None:
         ),
         created_at=doc.get("created_at", 0), last_message_at=doc.get("last_message_at", 0),
         unread_count=int(doc.get("unread_count", 0)), last_message_id=doc.get("last_message_id"),
+        tag_ids=sorted(doc.get("tags") or {}), user_data=doc.get("user_data") or {},
     )
 
 
@@ -409,6 +457,15 @@ class MessageRepo:
         )
         return _message(doc)
 
+    async def add_suggestions(self, message_id: str, suggestions: dict[str, Any]) -> Message | None:
+        """Suggested replies, merged by id into those the message has."""
+        doc = await self.c.find_one_and_update(
+            {"_id": message_id},
+            {"$set": {f"suggestions.{key}": value for key, value in suggestions.items()}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return _message(doc)
+
     async def mark_failed(self, message_id: str, error: dict[str, Any]) -> None:
         await self.c.update_one(
             {"_id": message_id, "state": DeliveryState.PENDING.value},
@@ -476,8 +533,85 @@ def _message(doc: dict[str, Any] | None) -> Message | None:
         state=DeliveryState(doc["state"]), sent_at=doc["sent_at"],
         source_message_id=doc.get("mid"), error=doc.get("error"), reaction=doc.get("reaction"),
         read_by_contact=bool(doc.get("read_by_contact")), kind=doc.get("kind", "message"),
-        send_options=doc.get("send_options"),
+        send_options=doc.get("send_options"), suggestions=doc.get("suggestions") or {},
+        user_data=doc.get("user_data") or {},
     )
+
+
+# --- tags and user data ---------------------------------------------------------------------
+
+
+class TagRepo:
+    def __init__(self, collection) -> None:
+        self.c = collection
+
+    async def create(self, name: str, color: str) -> Tag | None:
+        """None when a tag of that name exists."""
+        tag = Tag(id=new_id(), name=name, color=color)
+        try:
+            await self.c.insert_one({"_id": tag.id, "name": name, "color": color})
+        except DuplicateKeyError:
+            return None
+        return tag
+
+    async def list(self) -> list[Tag]:
+        return [_tag(doc) async for doc in self.c.find({}).sort("name", ASCENDING)]
+
+    async def get(self, tag_id: str) -> Tag | None:
+        doc = await self.c.find_one({"_id": tag_id})
+        return _tag(doc) if doc else None
+
+    async def many(self, ids: list[str]) -> dict[str, Tag]:
+        return {doc["_id"]: _tag(doc) async for doc in self.c.find({"_id": {"$in": list(set(ids))}})}
+
+    async def update(self, tag_id: str, changes: dict[str, Any]) -> bool:
+        """False when there is no such tag; `Conflict` when another tag has the name."""
+        try:
+            result = await self.c.update_one({"_id": tag_id}, {"$set": changes})
+        except DuplicateKeyError:
+            raise Conflict(f"a tag named {changes.get('name')!r} exists already") from None
+        return result.matched_count == 1
+
+    async def delete(self, tag_id: str) -> bool:
+        return (await self.c.delete_one({"_id": tag_id})).deleted_count == 1
+
+
+def _tag(doc: dict[str, Any]) -> Tag:
+    return Tag(id=doc["_id"], name=doc["name"], color=doc["color"])
+
+
+USER_DATA_OWNERS = {"message": "messages", "conversation": "conversations", "channel": "channels"}
+
+
+async def merge_user_data(
+    store: Store, subject: str, owner_id: str, data: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Merge `data` deeply into the owner's `user_data` and return it; None: no such owner.
+
+    Objects merge key by key; anything else (a string, a list, null) replaces what was there.
+    Each leaf is its own `$set`, so concurrent upserts of different keys do not undo each other.
+    """
+    collection = store.db[USER_DATA_OWNERS[subject]]
+    doc = await collection.find_one({"_id": owner_id}, {"user_data": 1})
+    if doc is None:
+        return None
+    changes = dict(_merge_paths(doc.get("user_data") or {}, data, "user_data"))
+    if changes:
+        doc = await collection.find_one_and_update(
+            {"_id": owner_id}, {"$set": changes}, {"user_data": 1},
+            return_document=ReturnDocument.AFTER,
+        )
+    return (doc or {}).get("user_data") or {}
+
+
+def _merge_paths(existing: Any, data: dict[str, Any], prefix: str):
+    for key, value in data.items():
+        path = f"{prefix}.{key}"
+        current = existing.get(key) if isinstance(existing, dict) else None
+        if isinstance(value, dict) and isinstance(current, dict):
+            yield from _merge_paths(current, value, path)
+        else:
+            yield path, value
 
 
 # --- raw events -----------------------------------------------------------------------------

@@ -23,6 +23,8 @@ SUBSCRIBED_FIELDS = (
 
 # Graph error codes that say "try again later": unknown/service errors, throttling and rate limits.
 TRANSIENT_CODES = frozenset({1, 2, 4, 17, 32, 341, 613, 80001, 80006})
+# `channels.facebook.explore` reads at most this many pages of `/me/accounts` (100 pages each).
+MAX_PAGES = 50
 
 
 class GraphClient:
@@ -50,11 +52,29 @@ class GraphClient:
         data = await self._call(
             "GET", page_id, token, params={"fields": "id,name,picture{url}"}
         )
-        picture = data.get("picture")
-        image_url = None
-        if isinstance(picture, dict) and isinstance(picture.get("data"), dict):
-            image_url = picture["data"].get("url")
-        return {"id": str(data.get("id", page_id)), "name": data.get("name"), "image_url": image_url}
+        return {"id": str(data.get("id", page_id)), "name": data.get("name"),
+                "image_url": _picture_url(data.get("picture"))}
+
+    async def list_pages(self, user_token: str) -> list[dict[str, Any]]:
+        """Every page the user manages (`/me/accounts`), following Meta's paging cursors.
+
+        The next page is asked for with `after=<cursor>` on our own base URL rather than by
+        fetching `paging.next` as given, so a reply can never point the gateway elsewhere.
+        """
+        pages: list[dict[str, Any]] = []
+        params = {"fields": "id,name,picture{url}", "limit": "100"}
+        for _ in range(MAX_PAGES):
+            data = await self._call("GET", "me/accounts", user_token, params=params)
+            for item in data.get("data") or []:
+                if isinstance(item, dict) and item.get("id"):
+                    pages.append({"id": str(item["id"]), "name": item.get("name"),
+                                  "image_url": _picture_url(item.get("picture"))})
+            paging = data.get("paging") if isinstance(data.get("paging"), dict) else {}
+            after = (paging.get("cursors") or {}).get("after") if paging.get("next") else None
+            if not isinstance(after, str) or not after:
+                break
+            params = {**params, "after": after}
+        return pages
 
     async def subscribe_app(self, page_id: str, token: str) -> None:
         """Have Meta send this page's Messenger events to the app's webhook."""
@@ -146,3 +166,11 @@ def _error_from(status: int, data: Any) -> UpstreamError:
         http_status=status,
         fbtrace_id=str(trace) if trace else None,
     )
+
+
+def _picture_url(picture: Any) -> str | None:
+    """`picture{url}` comes back as `{"data": {"url": ...}}`."""
+    if isinstance(picture, dict) and isinstance(picture.get("data"), dict):
+        url = picture["data"].get("url")
+        return url if isinstance(url, str) else None
+    return None

@@ -1,0 +1,211 @@
+"""Outgoing webhooks: tell other systems what changed, as Airy's integrations expect.
+
+Two halves, both fed by the store, so any number of processes can run them:
+- the feed follows the same MongoDB change streams as live subscriptions, from the position it
+  saved last, and queues one delivery per subscribed webhook and change (`gateway.store.webhooks`);
+- the sender posts each webhook's queue oldest first as `{"type", "payload", "timestamp"}`, signed
+  with the webhook's key, and retries with backoff until the receiver takes it or the retry time
+  runs out. A delivery is retried until answered 2xx: at least once, in order per webhook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+from typing import Any
+
+import httpx
+from pymongo.errors import OperationFailure
+
+from gateway.bus import HISTORY_LOST
+from gateway.config import Settings
+from gateway.domain import Webhook, iso, now_ms
+from gateway.rest.shapes import channel_json, conversation_json, message_json
+from gateway.service import Gateway
+from gateway.store.mongo import Change, changes
+from gateway.store.webhooks import DELIVERED, FAILED, Delivery, change_key
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Airy-Content-Signature"
+FEEDS = ("messages", "conversations", "channels")
+KEEP_FINISHED_MS = 24 * 3600 * 1000  # how long a finished delivery still dedupes its change
+# Subscribed webhooks are read at most this often by the feed (this process's own changes to them
+# are seen at once; another's within this time, and any process that knows queues the change).
+HOOKS_TTL_MS = 5000
+PRUNE_EVERY_MS = 60_000
+SAVE_EVERY_MS = 1000  # how often the feed saves its position when it queued nothing
+
+
+def event_type(change: Change) -> str:
+    if change.collection == "messages":
+        return "message.created" if change.operation == "insert" else "message.updated"
+    return "conversation.updated" if change.collection == "conversations" else "channel.updated"
+
+
+def body_of(delivery: Delivery) -> bytes:
+    """The bytes posted, and signed: compact JSON."""
+    document = {"type": delivery.type, "payload": delivery.payload,
+                "timestamp": iso(delivery.created_at)}
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def signature(key: str, body: bytes) -> str:
+    return hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+
+
+class Outgoing:
+    def __init__(self, gateway: Gateway, settings: Settings,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.gateway = gateway
+        self.store = gateway.store
+        self.settings = settings
+        self.on_queued = lambda: None  # set by the app: wakes the sender
+        self._http = httpx.AsyncClient(timeout=settings.webhook_timeout_seconds,
+                                       transport=transport, follow_redirects=False,
+                                       headers={"User-Agent": "messenger-gateway"})
+        self._tasks: list[asyncio.Task] = []
+        self._seq = 0
+        self._hooks: list[Webhook] = []
+        self._hooks_at = -HOOKS_TTL_MS
+        self._pruned_at = 0
+
+    def forget_hooks(self) -> None:
+        """A webhook changed: the feed reads them again before the next change."""
+        self._hooks_at = -HOOKS_TTL_MS
+
+    async def _subscribed(self) -> list[Webhook]:
+        if now_ms() - self._hooks_at >= HOOKS_TTL_MS:
+            self._hooks = await self.store.webhooks.list(subscribed_only=True)
+            self._hooks_at = now_ms()
+        return self._hooks
+
+    # --- the feed ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for name in FEEDS:
+            self._tasks.append(asyncio.create_task(self._follow(name), name=f"feed:{name}"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._http.aclose()
+
+    async def _follow(self, collection: str) -> None:
+        positions = self.store.feed_positions
+        failures = 0
+        while True:
+            try:
+                token = await positions.get(collection)
+                saved_at = 0
+                async for change in changes(self.store, collection, token):
+                    queued = await self.queue(change)
+                    if queued or now_ms() - saved_at >= SAVE_EVERY_MS:
+                        await positions.save(collection, change.resume_token, now_ms())
+                        saved_at = now_ms()
+                    failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # server away, cursor lost: resume from the saved position
+                if isinstance(exc, OperationFailure) and exc.code in HISTORY_LOST:
+                    log.warning("webhook feed on %s: history lost, starting from now", collection)
+                    with contextlib.suppress(Exception):
+                        await positions.save(collection, None, now_ms())
+                failures += 1
+                log.warning("webhook feed on %s interrupted (%s); resuming", collection,
+                            type(exc).__name__)
+                await asyncio.sleep(min(self.settings.worker_poll_seconds * failures, 10))
+
+    async def queue(self, change: Change) -> int:
+        """Queue `change` for every subscribed webhook that wants it; returns how many."""
+        kind = event_type(change)
+        hooks = [w for w in await self._subscribed() if w.wants(kind)]
+        if not hooks:
+            return 0
+        payload = await self._payload(change)
+        if payload is None:
+            return 0
+        key = change_key(change.collection, change.resume_token)
+        at = now_ms()
+        self._seq = (self._seq + 1) % 1000
+        queued = 0
+        for hook in hooks:
+            queued += await self.store.deliveries.enqueue(hook.id, key, kind, payload, at,
+                                                          at * 1000 + self._seq)
+        if queued:
+            self.on_queued()
+        return queued
+
+    async def _payload(self, change: Change) -> dict[str, Any] | None:
+        value = change.value
+        if change.collection == "messages":
+            return {"conversation_id": value.conversation_id, "channel_id": value.channel_id,
+                    "message": message_json(value)}
+        if change.collection == "channels":
+            return channel_json(value)
+        try:
+            view = await self.gateway.get_conversation(value.id)
+        except Exception:  # the channel row is gone: nothing meaningful to send
+            return None
+        return {**conversation_json(view), "channel_id": value.channel_id}
+
+    # --- the sender -------------------------------------------------------------------------
+
+    async def deliver_due(self) -> int:
+        """One pass: each subscribed webhook's due deliveries, oldest first, webhooks side by
+        side so that one slow receiver holds up only its own queue. Returns how many were sent."""
+        hooks = await self.store.webhooks.list(subscribed_only=True)
+        sent = await asyncio.gather(*(self._drain(hook) for hook in hooks))
+        if now_ms() - self._pruned_at > PRUNE_EVERY_MS:
+            await self.store.deliveries.prune(now_ms() - KEEP_FINISHED_MS)
+            self._pruned_at = now_ms()
+        return sum(sent)
+
+    async def _drain(self, hook: Webhook) -> int:
+        sent = 0
+        lease_ms = int((self.settings.webhook_timeout_seconds * 2 + 5) * 1000)
+        while not self.gateway.stopping:
+            head = await self.store.deliveries.head(hook.id)
+            if head is None or not await self.store.deliveries.claim(head.id, now_ms(), lease_ms):
+                return sent  # empty, not due yet, or being sent by another process
+            if not await self._send(hook, head):
+                return sent  # retried later; what follows waits for it
+            sent += 1
+        return sent
+
+    async def _send(self, hook: Webhook, delivery: Delivery) -> bool:
+        """Post one delivery. True when it left the queue (taken, or given up)."""
+        body = body_of(delivery)
+        headers = {**hook.headers, "Content-Type": "application/json"}
+        if hook.signature_key:
+            headers[SIGNATURE_HEADER] = signature(hook.signature_key, body)
+        error = None
+        try:
+            response = await self._http.post(hook.url, content=body, headers=headers)
+            if not 200 <= response.status_code < 300:
+                error = f"the receiver answered {response.status_code}"
+        except httpx.HTTPError as exc:
+            error = f"the receiver could not be reached ({type(exc).__name__})"
+        now = now_ms()
+        await self.store.webhooks.record(hook.id, now, error)
+        if error is None:
+            await self.store.deliveries.finish(delivery.id, DELIVERED, now)
+            return True
+        attempts = delivery.attempts + 1
+        if now - delivery.created_at >= self.settings.webhook_retry_seconds * 1000:
+            log.warning("webhook %s: gave up on a %s after %d attempts: %s", hook.id,
+                        delivery.type, attempts, error)
+            await self.store.deliveries.finish(delivery.id, FAILED, now)
+            return True
+        delay = self.gateway.backoff(attempts)
+        log.info("webhook %s: attempt %d failed (%s), retrying in %.1fs", hook.id, attempts,
+                 error, delay)
+        await self.store.deliveries.retry_at(delivery.id, now + int(delay * 1000), attempts)
+        return False

@@ -1,0 +1,170 @@
+"""Outgoing webhooks in MongoDB: the subscriptions, their durable delivery queue, and how far the
+change streams that feed the queue have been read.
+
+The queue is the durability: a delivery is stored before it is tried and leaves the queue only once
+the receiver took it (or its retry time ran out), so a restart loses nothing. Each delivery's id is
+derived from the change that caused it, so the same change queued twice (by two processes, or by
+one re-reading after a restart) is one delivery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from gateway.domain import Webhook
+
+QUEUED, DELIVERED, FAILED = "queued", "delivered", "failed"
+
+
+class WebhookRepo:
+    def __init__(self, collection) -> None:
+        self.c = collection
+
+    async def insert(self, webhook: Webhook) -> bool:
+        """False when a webhook with that id exists."""
+        try:
+            await self.c.insert_one(_webhook_doc(webhook))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def get(self, webhook_id: str) -> Webhook | None:
+        return _webhook(await self.c.find_one({"_id": webhook_id}))
+
+    async def list(self, subscribed_only: bool = False) -> list[Webhook]:
+        query = {"subscribed": True} if subscribed_only else {}
+        return [_webhook(doc) async for doc in self.c.find(query).sort("created_at", ASCENDING)]
+
+    async def update(self, webhook_id: str, changes: dict[str, Any]) -> Webhook | None:
+        doc = await self.c.find_one_and_update(
+            {"_id": webhook_id}, {"$set": changes}, return_document=ReturnDocument.AFTER
+        )
+        return _webhook(doc)
+
+    async def record(self, webhook_id: str, at: int, error: str | None) -> None:
+        """What the last try told: a success, or the error a receiver gave."""
+        if error is None:
+            values: dict[str, Any] = {"last_success_at": at}
+        else:
+            values = {"last_error": error, "last_error_at": at}
+        await self.c.update_one({"_id": webhook_id}, {"$set": values})
+
+
+def _webhook_doc(webhook: Webhook) -> dict[str, Any]:
+    return {
+        "_id": webhook.id, "url": webhook.url, "name": webhook.name, "events": webhook.events,
+        "headers": webhook.headers, "signature_key": webhook.signature_key,
+        "subscribed": webhook.subscribed, "created_at": webhook.created_at,
+        "updated_at": webhook.updated_at, "last_success_at": None, "last_error": None,
+        "last_error_at": None,
+    }
+
+
+def _webhook(doc: dict[str, Any] | None) -> Webhook | None:
+    if doc is None:
+        return None
+    return Webhook(
+        id=doc["_id"], url=doc["url"], name=doc.get("name"), events=list(doc.get("events") or []),
+        headers=dict(doc.get("headers") or {}), subscribed=bool(doc.get("subscribed")),
+        created_at=doc.get("created_at", 0), updated_at=doc.get("updated_at", 0),
+        signature_key=doc.get("signature_key") or "", last_success_at=doc.get("last_success_at"),
+        last_error=doc.get("last_error"), last_error_at=doc.get("last_error_at"),
+    )
+
+
+@dataclass
+class Delivery:
+    id: str
+    webhook_id: str
+    type: str  # message.created, message.updated, conversation.updated, channel.updated
+    payload: Any
+    created_at: int
+    next_at: int
+    attempts: int
+
+
+class DeliveryRepo:
+    """The queue. A webhook's deliveries go out oldest first, one at a time, in any process."""
+
+    def __init__(self, collection) -> None:
+        self.c = collection
+
+    async def enqueue(self, webhook_id: str, change_key: str, event_type: str, payload: Any,
+                      at: int, seq: int) -> bool:
+        """Queue once per webhook and change; False when it was queued already."""
+        try:
+            await self.c.insert_one({
+                "_id": f"{webhook_id}:{change_key}", "webhook_id": webhook_id,
+                "type": event_type, "payload": payload, "state": QUEUED, "seq": seq,
+                "created_at": at, "next_at": at, "attempts": 0, "finished_at": 0,
+            })
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def head(self, webhook_id: str) -> Delivery | None:
+        """The oldest delivery still queued: nothing after it goes out before it does."""
+        docs = await self.c.find({"webhook_id": webhook_id, "state": QUEUED}).sort(
+            "seq", ASCENDING).limit(1).to_list()
+        return _delivery(docs[0]) if docs else None
+
+    async def claim(self, delivery_id: str, now: int, lease_ms: int) -> bool:
+        """Take a due delivery for `lease_ms`; False when another process has it, or it is
+        not due. It comes back if the taker dies."""
+        result = await self.c.update_one(
+            {"_id": delivery_id, "state": QUEUED, "next_at": {"$lte": now}},
+            {"$set": {"next_at": now + lease_ms}},
+        )
+        return result.modified_count == 1
+
+    async def retry_at(self, delivery_id: str, at: int, attempts: int) -> None:
+        await self.c.update_one({"_id": delivery_id},
+                                {"$set": {"next_at": at, "attempts": attempts}})
+
+    async def finish(self, delivery_id: str, state: str, at: int) -> None:
+        """Out of the queue; kept a while, so the same change queued again stays one delivery."""
+        await self.c.update_one({"_id": delivery_id},
+                                {"$set": {"state": state, "finished_at": at}})
+
+    async def queued(self, webhook_id: str) -> int:
+        return await self.c.count_documents({"webhook_id": webhook_id, "state": QUEUED})
+
+    async def drop_queued(self, webhook_id: str) -> None:
+        """An unsubscribed webhook is sent nothing more, not even what was waiting."""
+        await self.c.delete_many({"webhook_id": webhook_id, "state": QUEUED})
+
+    async def prune(self, finished_before: int) -> None:
+        for state in (DELIVERED, FAILED):
+            await self.c.delete_many({"state": state, "finished_at": {"$lt": finished_before}})
+
+
+def _delivery(doc: dict[str, Any]) -> Delivery:
+    return Delivery(id=doc["_id"], webhook_id=doc["webhook_id"], type=doc["type"],
+                    payload=doc.get("payload"), created_at=int(doc.get("created_at", 0)),
+                    next_at=int(doc.get("next_at", 0)), attempts=int(doc.get("attempts", 0)))
+
+
+class FeedPositions:
+    """Where each collection's change stream was last read, so a restart resumes there."""
+
+    def __init__(self, collection) -> None:
+        self.c = collection
+
+    async def get(self, name: str) -> Any:
+        doc = await self.c.find_one({"_id": name})
+        return doc.get("token") if doc else None
+
+    async def save(self, name: str, token: Any, at: int) -> None:
+        await self.c.update_one({"_id": name}, {"$set": {"token": token, "at": at}}, upsert=True)
+
+
+def change_key(collection: str, token: Any) -> str:
+    """The same change, read by any process, gives the same key."""
+    raw = json.dumps(token, sort_keys=True, default=str)
+    return f"{collection}:{hashlib.sha256(raw.encode()).hexdigest()[:32]}"
