@@ -191,3 +191,19 @@ def test_webhooks_through_graphql(start_gateway, receiver):
     assert gone["data"]["unsubscribeWebhook"] == {"status": "Unsubscribed"}
     missing = gql(gw, 'mutation { unsubscribeWebhook(id: "nope") { status } }')
     assert missing["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+
+
+def test_two_processes_deliver_each_event_once(start_gateway, graph, receiver):
+    first = start_gateway(**FAST)
+    second = start_gateway(database=first.env["MONGODB_DATABASE"], **FAST)
+    # Subscribed before any change, so both processes' feeds know the webhook from the start:
+    # both follow the change streams and queue each change, and it is one delivery.
+    hook = subscribe(first, url=f"{receiver.url}/hook", events=["message.created"])
+    page = connect_page(first, graph)["source_channel_id"]
+    write(first, page, "3005", "one")
+    write(second, page, "3005", "two")
+    wait_for(lambda: texts(receiver) == ["one", "two"])
+    wait_for(lambda: second.post("/webhooks.info", {"id": hook["id"]}).json()["queued"] == 0)
+    assert texts(receiver) == ["one", "two"]
+    ids = [e["payload"]["message"]["id"] for e in receiver.events()]
+    assert len(ids) == len(set(ids)) == 2
