@@ -28,6 +28,11 @@ HISTORY_LOST = (280, 286)  # ChangeStreamFatalError, ChangeStreamHistoryLost
 class SubscriberTooSlow(Exception):
     """The subscriber's queue overflowed; it was closed rather than left to fall behind."""
 
+    @classmethod
+    def after(cls, size: int) -> SubscriberTooSlow:
+        return cls(f"subscription closed: more than {size} events were waiting for this "
+                   "client; subscribe again to continue")
+
 
 class Subscription:
     def __init__(self, bus: EventBus, accepts: Filter, size: int) -> None:
@@ -37,6 +42,8 @@ class Subscription:
         # One slot more than `size`, for the end marker that says why the subscription ends.
         self._queue: asyncio.Queue[Change | None] = asyncio.Queue(maxsize=size + 1)
         self.overflowed = False
+        # How many clients this subscription serves: a multiplexed group serves all its members.
+        self.listeners = 1
 
     def offer(self, change: Change) -> None:
         if self.overflowed or not self._accepts(change):
@@ -52,10 +59,7 @@ class Subscription:
             while True:
                 change = await self._queue.get()
                 if change is None:
-                    raise SubscriberTooSlow(
-                        f"subscription closed: more than {self._size} events were "
-                        "waiting for this client; subscribe again to continue"
-                    )
+                    raise SubscriberTooSlow.after(self._size)
                 yield change
         finally:
             self._bus.unsubscribe(self)
@@ -81,7 +85,8 @@ class EventBus:
 
     @property
     def subscriber_count(self) -> int:
-        return len(self._subscribers)
+        """Live subscriptions of clients (a multiplexed group counts each of its members)."""
+        return sum(subscription.listeners for subscription in self._subscribers)
 
     def publish(self, change: Change) -> None:
         for subscription in list(self._subscribers):

@@ -41,6 +41,7 @@ class Settings:
     graphql_max_aliases: int = 30
     graphql_cache_size: int = 256
     subscription_queue_size: int = 1000
+    subscription_multiplex: bool = True
     ws_max_subscriptions: int = 100
     inbox_dir: str = DEFAULT_INBOX_DIR
     log_format: str = "text"
@@ -80,6 +81,9 @@ class Settings:
         log_format = text("LOG_FORMAT", cls.log_format).lower()
         if log_format not in ("text", "json"):
             raise ConfigError("LOG_FORMAT must be text or json")
+        multiplex = text("SUBSCRIPTION_MULTIPLEX", "1").lower()
+        if multiplex not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise ConfigError("SUBSCRIPTION_MULTIPLEX must be 1 or 0")
         key = env.get("TOKEN_ENCRYPTION_KEY", "").strip()
         if key:
             try:
@@ -116,6 +120,7 @@ class Settings:
             subscription_queue_size=int(
                 number("SUBSCRIPTION_QUEUE_SIZE", cls.subscription_queue_size, int, 1)
             ),
+            subscription_multiplex=multiplex in ("1", "true", "yes", "on"),
             ws_max_subscriptions=int(
                 number("WS_MAX_SUBSCRIPTIONS", cls.ws_max_subscriptions, int, 1)
             ),

@@ -33,8 +33,8 @@ class RequestId:
                                       (b"x-request-id", rid.encode())]
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
+        try:  # a websocket has no response headers: its sends (every live event) pass as they are
+            await self.app(scope, receive, send_with_id if scope["type"] == "http" else send)
         finally:
             request_id.reset(token)
 

@@ -15,11 +15,13 @@ PROTOCOLS = (TRANSPORT_WS, LEGACY_WS)
 
 
 class GraphQLSocket:
-    def __init__(self, base_url: str, protocol: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, base_url: str, protocol: str, headers: dict[str, str] | None = None,
+                 **options: Any) -> None:
+        """`options` go to websockets' connect (e.g. `sock`, `max_queue`)."""
         self.protocol = protocol
         url = base_url.replace("http://", "ws://") + "/graphql"
         self._connection = connect(url, subprotocols=[protocol],
-                                   additional_headers=headers or {}, open_timeout=10)
+                                   additional_headers=headers or {}, open_timeout=10, **options)
         self.ws = self._connection.__enter__()
         assert self.ws.subprotocol == protocol
 

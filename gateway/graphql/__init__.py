@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -13,33 +14,43 @@ from strawberry.extensions import (
 
 from gateway.config import Settings
 from gateway.graphql.errors import GatewayErrors
+from gateway.graphql.multiplex import Multiplexer
 from gateway.graphql.schema import Mutation, Query, Subscription
 from gateway.graphql.view import GatewayGraphQL
 
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or Settings()
-    parser_cache = ParserCache(maxsize=settings.graphql_cache_size)
-    validation_cache = ValidationCache(maxsize=settings.graphql_cache_size)
+    # The limits' validation rules are made once. The validation cache is keyed on the rule
+    # classes, and a limiter made per operation makes new ones: nothing was ever found in it.
+    depth_rules = QueryDepthLimiter(max_depth=settings.graphql_max_depth).validation_rules
+    alias_rules = MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases).validation_rules
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        # Factories, so each operation gets fresh extensions; the caches are shared on purpose.
+        # Factories, so each operation gets fresh extensions (strawberry gives an extension the
+        # operation it serves); the parser and validation caches are shared module-wide anyway.
         extensions=[
             GatewayErrors,
-            lambda: QueryDepthLimiter(max_depth=settings.graphql_max_depth),
+            lambda: AddValidationRules(depth_rules),
             lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
-            lambda: MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases),
-            lambda: parser_cache,
-            lambda: validation_cache,
+            lambda: AddValidationRules(alias_rules),
+            lambda: ParserCache(maxsize=settings.graphql_cache_size),
+            lambda: ValidationCache(maxsize=settings.graphql_cache_size),
         ],
     )
 
 
 def graphql_app(settings: Settings) -> GatewayGraphQL:
-    return GatewayGraphQL(build_schema(settings), system_token=settings.system_token,
-                          max_subscriptions=settings.ws_max_subscriptions)
+    schema = build_schema(settings)
+    multiplexer = Multiplexer(
+        schema, queue_size=settings.subscription_queue_size,
+        max_tokens=settings.graphql_max_tokens, cache_size=settings.graphql_cache_size,
+    ) if settings.subscription_multiplex else None
+    return GatewayGraphQL(schema, system_token=settings.system_token,
+                          max_subscriptions=settings.ws_max_subscriptions,
+                          multiplexer=multiplexer)
 
 
 def sdl() -> str:

@@ -23,12 +23,12 @@ class GatewayErrors(MaskErrors):
 
     def _shape(self, error: GraphQLError) -> GraphQLError:
         original = error.original_error
+        if isinstance(original, SubscriberTooSlow):  # raised by the event stream: no path
+            return too_slow(str(original))
         if original is None or not error.path:  # parse, validation, variables: about the request
             return _with_code(error, error.message, "GRAPHQL_VALIDATION_FAILED")
         if isinstance(original, GatewayError):
             return _with_code(error, original.message, original.code)
-        if isinstance(original, SubscriberTooSlow):
-            return _with_code(error, str(original), "SUBSCRIBER_TOO_SLOW")
         if isinstance(original, ConnectionFailure):
             return _with_code(error, "the store is unavailable, try again shortly",
                               "STORE_UNAVAILABLE")
@@ -41,3 +41,8 @@ def _with_code(error: GraphQLError, message: str, code: str) -> GraphQLError:
         message=message, nodes=error.nodes, source=error.source, positions=error.positions,
         path=error.path, original_error=None, extensions={**(error.extensions or {}), "code": code},
     )
+
+
+def too_slow(message: str) -> GraphQLError:
+    """What a subscriber cut off for falling behind is told."""
+    return GraphQLError(message, extensions={"code": "SUBSCRIBER_TOO_SLOW"})

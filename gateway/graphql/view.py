@@ -13,6 +13,8 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
 from gateway.auth import token_matches, token_of
+from gateway.graphql.handlers import LegacyWSHandler, TransportWSHandler
+from gateway.graphql.multiplex import Multiplexer
 from gateway.service import Gateway
 
 
@@ -33,7 +35,11 @@ class Loaders:
 
 
 class GatewayGraphQL(GraphQL):
-    def __init__(self, schema, *, system_token: str, max_subscriptions: int) -> None:
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
+
+    def __init__(self, schema, *, system_token: str, max_subscriptions: int,
+                 multiplexer: Multiplexer | None = None) -> None:
         super().__init__(
             schema,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
@@ -42,6 +48,7 @@ class GatewayGraphQL(GraphQL):
             keep_alive_interval=15,
         )
         self.system_token = system_token
+        self.multiplexer = multiplexer  # None: every subscription runs on its own
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> dict[str, Any]:
         state = request.app.state

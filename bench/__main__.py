@@ -1,0 +1,66 @@
+"""`python -m bench <name>|all [--seconds S] [--runs N]`: run benchmarks, print their tables.
+
+Each benchmark starts its own gateway (on its own embedded nx-27017) and fake Graph API on
+127.0.0.1, measures a baseline in the same run, and prints medians of `--runs` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from collections.abc import Callable
+
+from bench import fanout, ingest, queries, send
+from bench.common import raise_open_files, table
+
+
+def _fanout(args: argparse.Namespace) -> str:
+    rows = fanout.run(args.subscribers, args.seconds, args.runs, args.clients)
+    return table("Fan-out: one publisher, N graphql-transport-ws subscribers of one document",
+                 ["subscribers", "execution", "deliveries/s", "vs per subscriber",
+                  "gateway CPU µs/delivery", "p50 ms", "p99 ms", "burst", "errors"], rows)
+
+
+def _memory(args: argparse.Namespace) -> str:
+    rows = fanout.memory([n for n in args.subscribers if n >= 1000] or args.subscribers,
+                         args.clients)
+    return table("Memory: gateway RSS with N idle subscribed websockets",
+                 ["websockets", "execution", "RSS before MiB", "RSS after MiB",
+                  "KiB per websocket"], rows)
+
+
+BENCHMARKS: dict[str, Callable[[argparse.Namespace], str]] = {
+    "ingest": lambda args: ingest.run(args.seconds, args.runs),
+    "queries": lambda args: queries.run(args.seconds, args.runs),
+    "fanout": _fanout,
+    "memory": _memory,
+    "send": lambda args: send.run(args.seconds, args.runs),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("name", choices=[*BENCHMARKS, "all"])
+    parser.add_argument("--seconds", type=float, default=2.0,
+                        help="how long each measured run lasts (default 2)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure; the median is "
+                        "reported (default 3)")
+    parser.add_argument("--subscribers", type=lambda text: [int(n) for n in text.split(",")],
+                        default=[100, 1000, 5000], help="fan-out sizes (default 100,1000,5000)")
+    parser.add_argument("--clients", type=int, default=2,
+                        help="websocket client processes (default 2)")
+    args = parser.parse_args()
+    raise_open_files()
+    print(f"{os.cpu_count()} cores, {platform.python_implementation()} "
+          f"{platform.python_version()}, {platform.machine()}; --seconds {args.seconds:g} "
+          f"--runs {args.runs}", flush=True)
+    for name in BENCHMARKS if args.name == "all" else [args.name]:
+        started = time.monotonic()
+        print(f"\n{BENCHMARKS[name](args)}\n({name}: {time.monotonic() - started:.0f} s)",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The send path: `messages.send` until the message is delivered (the fake Graph API answers at
+once), against the fake Graph API's own Send API rate: the ceiling the gateway can reach."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+from websockets.asyncio.client import connect
+
+from bench.common import Http, Load, drive_async, fake_graph, gateway, median, percentile, table
+from tests import payloads
+from tests.conftest import connect_page, wait_for
+
+CONCURRENCY = 8
+UPDATED = "subscription ($c: ID) { messageUpdated(conversationId: $c) { id state } }"
+
+
+async def _sends(gw: Any, conversation: str, seconds: float) -> tuple[Load, float]:
+    """Send for `seconds`, then wait for every sent message to be delivered; returns the load
+    and the messages delivered per second from the first send to the last delivery."""
+    url = gw.url.replace("http://", "ws://") + "/graphql"
+    async with connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        await ws.recv()
+        await ws.send(json.dumps({"type": "subscribe", "id": "1", "payload": {
+            "query": UPDATED, "variables": {"c": conversation}}}))
+        await asyncio.sleep(0.5)  # subscribing has no acknowledgement
+        sent: set[str] = set()
+        delivered: set[str] = set()
+        done = asyncio.Event()
+        last = 0.0
+
+        async def watch() -> None:
+            nonlocal last
+            async for raw in ws:
+                message = json.loads(raw)
+                if message.get("type") != "next":
+                    continue
+                node = message["payload"]["data"]["messageUpdated"]
+                if node["state"] == "DELIVERED":
+                    delivered.add(node["id"])
+                    last = time.monotonic()
+                    if done_sending and sent <= delivered:
+                        done.set()
+
+        async def send(http: Http, n: int) -> bool:
+            status, answer = await http.post("/messages.send", json.dumps({
+                "conversation_id": conversation, "message": {"text": f"reply {n}"}}).encode())
+            if status == 200:
+                sent.add(json.loads(answer)["id"])
+            return status == 200
+
+        done_sending = False
+        watcher = asyncio.create_task(watch())
+        started = time.monotonic()
+        load = await drive_async(gw.url, CONCURRENCY, seconds, send)
+        done_sending = True
+        if not sent <= delivered:
+            await asyncio.wait_for(done.wait(), 60 + 10 * seconds)
+        watcher.cancel()
+        return load, len(sent) / (last - started)
+
+
+async def _graph_ceiling(graph: Any, seconds: float) -> Load:
+    page, token = "9100001", "EAAceiling" + uuid.uuid4().hex
+    graph.add_page(page, token)
+    body = json.dumps({"recipient": {"id": "1"}, "message": {"text": "hi"},
+                       "messaging_type": "RESPONSE"}).encode()
+
+    async def post(http: Http, n: int) -> bool:
+        status, _ = await http.post(f"/v21.0/me/messages?access_token={token}", body)
+        return status == 200
+
+    return await drive_async(graph.url.rsplit("/", 1)[0], CONCURRENCY, seconds, post)
+
+
+def run(seconds: float, runs: int) -> str:
+    with fake_graph() as graph, gateway(graph, WORKER_POLL_SECONDS="1") as gw:
+        page = connect_page(gw, graph)["source_channel_id"]
+        graph.add_profile("5550001", "Ada", "Lovelace")
+        gw.webhook(payloads.envelope(page, payloads.text(page, "5550001", "hi")))
+        conversation = wait_for(lambda: gw.post("/conversations.list").json()["data"])[0]["id"]
+        ceiling, measured = [], []
+        for _ in range(runs):
+            ceiling.append(asyncio.run(_graph_ceiling(graph, seconds)))
+            measured.append(asyncio.run(_sends(gw, conversation, seconds)))
+    ceiling_rate = median([load.rate for load in ceiling])
+    rate = median([delivered for _, delivered in measured])
+    latencies = [t for load, _ in measured for t in load.latencies]
+    rows = [["fake Send API alone (ceiling)", ceiling_rate, "100%", float("nan")],
+            ["messages.send → delivered", rate, f"{rate / ceiling_rate:.1%}",
+             percentile(latencies, 0.5) * 1000]]
+    return table(f"Send path: {CONCURRENCY} connections sending into one conversation",
+                 ["target", "messages/s", "of ceiling", "send answer p50 ms"], rows)
