@@ -19,6 +19,7 @@ from gateway.domain import (
     TAG_COLORS,
     WEBHOOK_EVENTS,
     Channel,
+    Conversation,
     ConversationFilter,
     ConversationView,
     FacebookPage,
@@ -52,6 +53,7 @@ HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")  # RFC 9110 token
 # Our message id rides in the Send API's `metadata`, so the echo Meta sends back names it.
 ECHO_METADATA_PREFIX = "mg:"
 MESSAGING_TYPES = ("RESPONSE", "UPDATE", "MESSAGE_TAG")
+MESSAGE_KINDS = (EventKind.MESSAGE, EventKind.POSTBACK, EventKind.ECHO)
 INVALID_TOKEN = 190  # Graph API: the access token expired, was revoked or is malformed
 # Meta refusing a profile (no permission, person gone) this often is taken as final; outages
 # and rate limits are retried for as long as they last.
@@ -607,7 +609,9 @@ class Gateway:
         return len(events)
 
     async def _apply_all(self, events: list[InboundEvent], result: IngestResult) -> None:
+        """Apply in order; each run of messages together, with a few writes for the whole run."""
         channels: dict[str, Channel | None] = {}
+        run: list[tuple[Channel, InboundEvent]] = []
         for event in events:
             if event.page_id not in channels:
                 channels[event.page_id] = await self.store.channels.by_page(event.page_id)
@@ -616,16 +620,20 @@ class Gateway:
                 log.info("ignored a %s event for page %s: no connected channel",
                          event.kind.value, event.page_id)
                 result.ignored += 1
-            else:
-                await self._apply(channel, event)
-                result.applied += 1
+                continue
+            result.applied += 1
+            if event.kind in MESSAGE_KINDS:
+                run.append((channel, event))
+                continue
+            await self._apply_messages(run)
+            run = []
+            await self._apply(channel, event)
+        await self._apply_messages(run)
         await self.store.events.mark_processed([e.key for e in events])
 
     async def _apply(self, channel: Channel, event: InboundEvent) -> None:
         kind = event.kind
-        if kind in (EventKind.MESSAGE, EventKind.POSTBACK, EventKind.ECHO):
-            await self._apply_message(channel, event)
-        elif kind is EventKind.REACTION and event.source_message_id and event.reaction:
+        if kind is EventKind.REACTION and event.source_message_id and event.reaction:
             reaction = None
             if event.reaction["action"] == "react":
                 reaction = {"emoji": event.reaction.get("emoji"),
@@ -643,22 +651,45 @@ class Gateway:
                 await self.store.messages.read_up_to(conversation.id, event.watermark)
         # UNKNOWN: the raw event is kept in the events log; there is nothing more to do.
 
-    async def _apply_message(self, channel: Channel, event: InboundEvent) -> None:
-        if not event.contact_id:
+    async def _apply_messages(self, run: list[tuple[Channel, InboundEvent]]) -> None:
+        """Messages, postbacks and echoes: one conversation lookup per channel, one insert for
+        all, one update per conversation; a message stored before (same mid) is not stored again."""
+        run = [(channel, event) for channel, event in run if event.contact_id]
+        if not run:
             return
-        if event.source_message_id:
-            known = await self.store.messages.by_mid(event.source_message_id)
-            if known:  # stored before; make sure the conversation shows it (idempotent)
-                await self.store.conversations.note_message(
-                    known.conversation_id, known.id, known.sent_at, unread=False
+        conversations: dict[tuple[str, str], Conversation] = {}
+        contacts: dict[str, list[str]] = {}
+        for channel, event in run:
+            contacts.setdefault(channel.id, []).append(event.contact_id)
+        for channel_id, ids in contacts.items():
+            found = await self.store.conversations.find_many(channel_id, ids)
+            conversations |= {(channel_id, contact): c for contact, c in found.items()}
+        messages: list[Message] = []
+        for channel, event in run:
+            key = (channel.id, event.contact_id)
+            if key not in conversations:
+                conversations[key], created = await self.store.conversations.get_or_create(
+                    channel.id, event.contact_id, event.timestamp,
+                    before_insert=lambda new: self.store.profile_jobs.add(new, now_ms()),
                 )
-                return
-        conversation, created = await self.store.conversations.get_or_create(
-            channel.id, event.contact_id, event.timestamp,
-            before_insert=lambda new: self.store.profile_jobs.add(new, now_ms()),
-        )
-        if created:
-            self.on_profile_due()
+                if created:
+                    self.on_profile_due()
+            message = await self._message_of(channel, conversations[key], event)
+            if message:
+                messages.append(message)
+        stored_before = await self.store.messages.insert_many(messages)
+        known: list[Message] = []
+        if stored_before:  # make sure their conversations show them (idempotent)
+            skipped = {m.id for m in stored_before}
+            messages = [m for m in messages if m.id not in skipped]
+            known = list((await self.store.messages.by_mids(
+                [m.source_message_id for m in stored_before if m.source_message_id])).values())
+        await self._note_messages(messages, known)
+
+    async def _message_of(
+        self, channel: Channel, conversation: Conversation, event: InboundEvent
+    ) -> Message | None:
+        """The message an event brings; None for an echo of a message this gateway sent."""
         if event.kind is EventKind.ECHO:
             app_id = self.settings.facebook_app_id
             ours = event.app_id is not None and event.app_id == app_id
@@ -668,19 +699,31 @@ class Gateway:
                 if await self.store.messages.reconcile_echo(
                     our_id, event.source_message_id or "", conversation.id
                 ):
-                    return
+                    return None
             sender = SenderType.APP if ours else SenderType.PAGE
         else:
             sender = SenderType.CONTACT
-        message = Message(
+        return Message(
             id=new_id(), conversation_id=conversation.id, channel_id=channel.id, content=event.raw,
             sender_type=sender, state=DeliveryState.DELIVERED, sent_at=event.timestamp,
             source_message_id=event.source_message_id, kind=event.kind.value,
         )
-        if await self.store.messages.insert(message):
+
+    async def _note_messages(self, stored: list[Message], known: list[Message]) -> None:
+        """One update per conversation: its newest message, and how many unread messages the
+        person just wrote (`stored` now; `known` were stored before and count no more)."""
+        newest: dict[str, Message] = {}
+        unread: dict[str, int] = {}
+        for message in [*stored, *known]:
+            current = newest.get(message.conversation_id)
+            if current is None or message.sent_at >= current.sent_at:
+                newest[message.conversation_id] = message
+        for message in stored:
+            if message.from_contact:
+                unread[message.conversation_id] = unread.get(message.conversation_id, 0) + 1
+        for conversation_id, message in newest.items():
             await self.store.conversations.note_message(
-                conversation.id, message.id, event.timestamp,
-                unread=sender is SenderType.CONTACT,
+                conversation_id, message.id, message.sent_at, unread.get(conversation_id, 0)
             )
 
 

@@ -393,3 +393,34 @@ def test_a_refused_profile_is_given_up_after_five_attempts(gateway, graph, page)
     assert conversation["contact"]["fetch_state"] == "failed"
     assert conversation["contact"]["display_name"] == "Facebook " + conversation["id"][-5:]
     assert len(graph.calls_of("profile")) == 5
+
+
+def test_a_batch_from_several_people_is_stored_as_it_would_be_one_by_one(gateway, graph):
+    channel = connect_page(gateway, graph)
+    page = channel["source_channel_id"]
+    seen_before = payloads.text(page, "5001", "already here", at=1_700_000_000_000)
+    gateway.webhook(payloads.envelope(page, seen_before))
+    batch = [
+        payloads.text(page, "5001", "a1", at=1_700_000_001_000),
+        payloads.text(page, "5002", "b1", at=1_700_000_001_500),
+        payloads.text(page, "5001", "a3", at=1_700_000_003_000),
+        payloads.text(page, "5001", "a2", at=1_700_000_002_000),  # out of order in the batch
+        {**payloads.echo(page, "5002", "page answers b"), "timestamp": 1_700_000_004_000},
+        # Meta sending a stored message again, changed (same mid): it is not stored twice.
+        {**seen_before, "timestamp": seen_before["timestamp"] + 1},
+        payloads.text(page, "5002", "b2", at=1_700_000_005_000),
+    ]
+    assert gateway.webhook(payloads.envelope(page, *batch)).status_code == 200
+    listed = gateway.post("/conversations.list").json()["data"]
+    by_contact = {c["contact"]["id"]: c for c in listed}
+    a, b = by_contact["5001"], by_contact["5002"]
+    assert a["unread_count"] == 4  # already here, a1, a2, a3
+    assert b["unread_count"] == 2  # b1, b2; the page's own answer is not unread
+    assert a["last_message"]["content"]["message"]["text"] == "a3"
+    assert b["last_message"]["content"]["message"]["text"] == "b2"
+    texts = [m["content"]["message"]["text"] for m in gateway.post(
+        "/messages.list", {"conversation_id": a["id"]}).json()["data"]]
+    assert texts == ["a3", "a2", "a1", "already here"]
+    b_messages = gateway.post("/messages.list", {"conversation_id": b["id"]}).json()["data"]
+    assert [m["sender_type"] for m in b_messages] == ["source_contact", "source_user",
+                                                      "source_contact"]

@@ -242,6 +242,11 @@ class ConversationRepo:
             await self.c.find_one({"channel_id": channel_id, "contact_id": contact_id})
         )
 
+    async def find_many(self, channel_id: str, contact_ids: list[str]) -> dict[str, Conversation]:
+        """The conversations of this channel with these people, by contact id: one query."""
+        docs = self.c.find({"channel_id": channel_id, "contact_id": {"$in": list(set(contact_ids))}})
+        return {doc["contact_id"]: _conversation(doc) async for doc in docs}
+
     async def get_or_create(
         self, channel_id: str, contact_id: str, at: int,
         before_insert: Callable[[str], Awaitable[None]] | None = None,
@@ -271,19 +276,21 @@ class ConversationRepo:
         return _conversation(doc), True
 
     async def note_message(
-        self, conversation_id: str, message_id: str, sent_at: int, unread: bool
+        self, conversation_id: str, message_id: str, sent_at: int, unread: int
     ) -> None:
-        """Make `message_id` the last message if it is the newest; count it unread if asked."""
+        """Make `message_id` the last message if it is the newest; count `unread` more unread
+        messages (a number, or True for one)."""
         update: dict[str, Any] = {
             "$set": {"last_message_at": sent_at, "last_message_id": message_id}
         }
         if unread:
-            update["$inc"] = {"unread_count": 1}
+            update["$inc"] = {"unread_count": int(unread)}
         result = await self.c.update_one(
             {"_id": conversation_id, "last_message_at": {"$lte": sent_at}}, update
         )
-        if unread and result.matched_count == 0:  # an older message arriving late
-            await self.c.update_one({"_id": conversation_id}, {"$inc": {"unread_count": 1}})
+        if unread and result.matched_count == 0:  # older messages arriving late
+            await self.c.update_one({"_id": conversation_id},
+                                    {"$inc": {"unread_count": int(unread)}})
 
     async def replace_last_message(self, conversation_id: str, old_id: str, new_id: str) -> None:
         await self.c.update_one({"_id": conversation_id, "last_message_id": old_id},
@@ -399,6 +406,23 @@ class MessageRepo:
         except DuplicateKeyError:
             return False
         return True
+
+    async def insert_many(self, messages: list[Message]) -> list[Message]:
+        """Store new messages in one round trip; returns those whose mid was stored already."""
+        if not messages:
+            return []
+        try:
+            await self.c.insert_many([_message_doc(m) for m in messages], ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(error.get("code") != DUPLICATE_KEY for error in errors):
+                raise
+            return [messages[error["index"]] for error in errors]
+        return []
+
+    async def by_mids(self, mids: list[str]) -> dict[str, Message]:
+        docs = self.c.find({"mid": {"$in": list(set(mids))}})
+        return {doc["mid"]: _message(doc) async for doc in docs}
 
     async def get(self, message_id: str) -> Message | None:
         return _message(await self.c.find_one({"_id": message_id}))
