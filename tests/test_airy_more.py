@@ -124,3 +124,26 @@ def test_resend_keeps_the_messaging_type_and_tag(gateway, graph):
     assert settled(gateway, conversation["id"], sent["id"])["state"] == "delivered"
     last = graph.calls_of("send")[-1]
     assert last.json["messaging_type"] == "MESSAGE_TAG" and last.json["tag"] == "HUMAN_AGENT"
+
+
+def test_every_route_names_a_missing_field_and_answers_404_for_unknown_ids(gateway):
+    from gateway.rest.routes import SPECS
+
+    checked_404 = []
+    for spec in SPECS:
+        required = [name for name, field in spec.model.model_fields.items()
+                    if field.is_required()]
+        if not required:
+            continue
+        missing = gateway.post(spec.path, {})
+        assert missing.status_code == 400, spec.path
+        assert missing.json()["message"] in [f"{name} is required" for name in required], \
+            spec.path
+        if all(name == "id" or name.endswith("_id") for name in required) and \
+                spec.path != "/channels.facebook.connect":
+            unknown = gateway.post(spec.path, {name: "no-such-id" for name in required})
+            assert unknown.status_code == 404, (spec.path, unknown.text)
+            assert "not found" in unknown.json()["message"]
+            checked_404.append(spec.path)
+    assert {"/tags.update", "/tags.delete", "/conversations.tag", "/webhooks.info",
+            "/messages.resend", "/conversations.refetch"} <= set(checked_404)
