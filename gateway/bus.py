@@ -18,6 +18,7 @@ from pymongo.errors import OperationFailure
 
 from gateway.store import Store
 from gateway.store.mongo import Change, changes
+from gateway.workers import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +101,7 @@ class EventBus:
             await asyncio.wait_for(self.ready.wait(), 10)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
 
     async def _follow(self, collection: str) -> None:
         token: Any = None

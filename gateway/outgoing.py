@@ -28,6 +28,7 @@ from gateway.rest.shapes import channel_json, conversation_json, message_json
 from gateway.service import Gateway
 from gateway.store.mongo import Change, changes
 from gateway.store.webhooks import DELIVERED, FAILED, Delivery, change_key
+from gateway.workers import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +92,7 @@ class Outgoing:
             self._tasks.append(asyncio.create_task(self._follow(name), name=f"feed:{name}"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         await self._http.aclose()
 
     async def _follow(self, collection: str) -> None:

@@ -59,3 +59,12 @@ class Worker:
             wait = self._poll * min(2 ** failures, 30)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
+
+
+async def cancel_all(tasks: list[asyncio.Task]) -> None:
+    """Cancel background tasks and wait until each has finished unwinding."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
