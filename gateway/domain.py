@@ -151,6 +151,7 @@ class ConversationView:
 
 
 TAG_COLORS = ("tag-blue", "tag-red", "tag-green", "tag-purple")  # Airy's tag colours
+DEFAULT_TAG_COLOR = "tag-blue"
 
 
 @dataclass

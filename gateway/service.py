@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from gateway.config import Settings
 from gateway.domain import (
+    DEFAULT_TAG_COLOR,
     TAG_COLORS,
     WEBHOOK_EVENTS,
     Channel,
@@ -409,8 +410,8 @@ class Gateway:
     # --- tags and user data ------------------------------------------------------------------
 
     async def create_tag(self, name: str, color: str | None = None) -> Tag:
-        name, color = _tag_fields(name, color or "tag-blue")
-        tag = await self.store.tags.create(name, color)
+        name = _tag_name(name)
+        tag = await self.store.tags.create(name, _tag_color(color or DEFAULT_TAG_COLOR))
         if tag is None:
             raise Conflict(f"a tag named {name!r} exists already")
         return tag
@@ -422,9 +423,9 @@ class Gateway:
                          color: str | None = None) -> Tag:
         changes: dict[str, Any] = {}
         if name is not None:
-            changes["name"] = _tag_fields(name, None)[0]
+            changes["name"] = _tag_name(name)
         if color is not None:
-            changes["color"] = _tag_fields(None, color)[1]
+            changes["color"] = _tag_color(color)
         found = await self.store.tags.update(tag_id, changes) if changes else \
             await self.store.tags.get(tag_id) is not None
         if not found:
@@ -770,16 +771,17 @@ def _webhook_key(key: str) -> str:
     return key
 
 
-def _tag_fields(name: str | None, color: str | None) -> tuple[str, str | None]:
-    """A tag's name (trimmed, not empty) and colour (one of Airy's)."""
-    if name is not None:
-        check_storable(name, "name")
-        name = name.strip()
-        if not name:
-            raise InvalidInput("name must not be empty")
-    if color is not None and color not in TAG_COLORS:
+def _tag_name(name: str) -> str:
+    check_storable(name, "name")
+    if not name.strip():
+        raise InvalidInput("name must not be empty")
+    return name.strip()
+
+
+def _tag_color(color: str) -> str:
+    if color not in TAG_COLORS:
         raise InvalidInput(f"color must be one of {', '.join(TAG_COLORS)}")
-    return name, color
+    return color
 
 
 def _check_page_size(page_size: int) -> None:

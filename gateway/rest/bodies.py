@@ -13,6 +13,7 @@ from pydantic import (
     field_validator,
 )
 
+from gateway.domain import DEFAULT_TAG_COLOR, TAG_COLORS
 from gateway.errors import InvalidInput
 
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -114,12 +115,12 @@ class ExploreFacebook(Body):
 
 
 TagName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-TagColor = Literal["tag-blue", "tag-red", "tag-green", "tag-purple"]
+TagColor = Literal[TAG_COLORS]  # a tuple inside Literal[...] lists its values
 
 
 class TagCreate(Body):
     name: TagName
-    color: TagColor = "tag-blue"
+    color: TagColor = DEFAULT_TAG_COLOR
 
 
 class TagUpdate(Body):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway import __version__
+from gateway.domain import TAG_COLORS, WEBHOOK_EVENTS
 from gateway.rest.routes import SPECS
 
 NULLABLE_STRING = {"type": ["string", "null"]}
@@ -91,7 +92,7 @@ RESPONSES |= {
     "Tag": {"type": "object", "required": ["id", "name", "color"],
             "properties": {"id": {"type": "string"}, "name": {"type": "string"},
                            "color": {"type": "string",
-                                     "enum": ["tag-blue", "tag-red", "tag-green", "tag-purple"]}}},
+                                     "enum": list(TAG_COLORS)}}},
     "FacebookPage": {"type": "object", "required": ["page_id", "name", "image_url", "connected"],
                      "properties": {"page_id": {"type": "string"}, "name": {"type": "string"},
                                     "image_url": NULLABLE_STRING,
@@ -100,8 +101,7 @@ RESPONSES |= {
 _WEBHOOK = {
     "id": {"type": "string"}, "name": NULLABLE_STRING, "url": {"type": "string"},
     "headers": {"type": "object", "additionalProperties": {"type": "string"}},
-    "events": {"type": "array", "items": {"type": "string", "enum": [
-        "message.created", "message.updated", "conversation.updated", "channel.updated"]}},
+    "events": {"type": "array", "items": {"type": "string", "enum": list(WEBHOOK_EVENTS)}},
     "status": {"type": "string", "enum": ["Subscribed", "Unsubscribed"]},
 }
 _DELIVERIES = {"last_success_at": {"anyOf": [TIME, {"type": "null"}]}, "last_error": NULLABLE_STRING,

@@ -427,9 +427,6 @@ class MessageRepo:
     async def get(self, message_id: str) -> Message | None:
         return _message(await self.c.find_one({"_id": message_id}))
 
-    async def by_mid(self, mid: str) -> Message | None:
-        return _message(await self.c.find_one({"mid": mid}))
-
     async def many(self, ids: list[str]) -> dict[str, Message]:
         docs = self.c.find({"_id": {"$in": list(set(ids))}})
         return {doc["_id"]: _message(doc) async for doc in docs}
