@@ -12,7 +12,7 @@ import platform
 import time
 from collections.abc import Callable
 
-from bench import fanout, ingest, queries, send
+from bench import fanout, idle, ingest, queries, send
 from bench.common import raise_open_files, table
 
 
@@ -37,6 +37,7 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], str]] = {
     "fanout": _fanout,
     "memory": _memory,
     "send": lambda args: send.run(args.seconds, args.runs),
+    "idle": lambda args: idle.run(args.seconds, args.runs),
 }
 
 

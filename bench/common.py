@@ -135,6 +135,7 @@ class Http:
         self.host, self.port = host, int(port)
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.last_headers: dict[str, str] = {}  # of the last answer, names in lower case
 
     async def post(self, path: str, body: bytes, headers: dict[str, str] | None = None
                    ) -> tuple[int, bytes]:
@@ -146,12 +147,12 @@ class Http:
             f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n{extra}\r\n".encode() + body)
         status = int((await self.reader.readline()).split()[1])
-        length = 0
+        headers = {}
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.partition(b":")
-            if name.lower() == b"content-length":
-                length = int(value)
-        return status, await self.reader.readexactly(length)
+            headers[name.decode("latin-1").lower()] = value.strip().decode("latin-1")
+        self.last_headers = headers
+        return status, await self.reader.readexactly(int(headers.get("content-length", 0)))
 
     def close(self) -> None:
         if self.writer:

@@ -21,9 +21,11 @@ from gateway import rest
 from gateway.rest import openapi
 from gateway.auth import TokenAuth
 from gateway.bus import EventBus
+from gateway.cache import CacheReads, QueryCache, Reads, json_without_errors
 from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.graphql import graphql_app
+from gateway.graphql.reads import reads_only_the_store
 from gateway.middleware import BodyLimit, RequestId
 from gateway.service import Gateway
 from gateway.sources.facebook import routes as facebook_routes
@@ -49,6 +51,7 @@ def create_app(
 ) -> Starlette:
     """Build the ASGI app. Settings default to the environment, read here once."""
     settings = settings or Settings.from_env()
+    cache = QueryCache(int(settings.query_cache_mb * 1024 * 1024))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -85,6 +88,9 @@ def create_app(
                 "?replicaSet=rs0 to MONGODB_URL)."
             ) from None
         bus = EventBus(store, queue_size=settings.subscription_queue_size)
+        store.writes.watch(cache.changed)
+        bus.watch(cache.changed)
+        cache.live = lambda: bus.live
         await bus.start()
         graph = GraphClient(
             settings.graph_api_url, timeout=settings.graph_api_timeout, transport=graph_transport
@@ -145,6 +151,10 @@ def create_app(
             Middleware(RequestId),
             Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
             Middleware(TokenAuth, token=settings.system_token),
+            *([Middleware(CacheReads, cache=cache, reads={
+                **{path: Reads() for path in rest.READ_PATHS},
+                "/graphql": Reads(request=reads_only_the_store, answer=json_without_errors),
+            })] if cache.max_bytes else []),
         ],
         exception_handlers={
             GatewayError: gateway_error,

@@ -1,9 +1,11 @@
 """Live events for subscribers, fed by MongoDB change streams: the store is the bus.
 
 Each process follows one change stream per collection it serves (messages, conversations,
-channels), so a write made by any process reaches the subscribers of every process with no other
-infrastructure. A stream that breaks is resumed from its last resume token, so nothing is missed.
-Each subscriber has its own bounded queue: a slow one is cut off with a reason, never the rest.
+channels, tags), so a write made by any process reaches the subscribers of every process with no
+other infrastructure. A stream that breaks is resumed from its last resume token, so nothing is
+missed. Each subscriber has its own bounded queue: a slow one is cut off with a reason, never the
+rest. Watchers (the query cache) hear of every change, deletions included, and of every stream
+that opens; `live` says whether all of them are open.
 """
 
 from __future__ import annotations
@@ -75,6 +77,22 @@ class EventBus:
         self._tasks: list[asyncio.Task] = []
         self.ready = asyncio.Event()
         self._opened: set[str] = set()
+        self._open: set[str] = set()  # the streams following their collection right now
+        self._watchers: list[Callable[[str | None], None]] = []
+
+    def watch(self, watcher: Callable[[str | None], None]) -> None:
+        """Call `watcher(collection)` on every change, and `watcher(None)` whenever a stream
+        opens, since changes may have gone by unseen while it was shut."""
+        self._watchers.append(watcher)
+
+    @property
+    def live(self) -> bool:
+        """Every stream is open: every change any process makes will be seen here."""
+        return bool(self._tasks) and len(self._open) == len(self._tasks)
+
+    def _tell(self, collection: str | None) -> None:
+        for watcher in self._watchers:
+            watcher(collection)
 
     def subscribe(self, accepts: Filter) -> Subscription:
         subscription = Subscription(self, accepts, self._queue_size)
@@ -90,11 +108,14 @@ class EventBus:
         return sum(subscription.listeners for subscription in self._subscribers)
 
     def publish(self, change: Change) -> None:
+        self._tell(change.collection)
+        if change.value is None:  # a deletion: no subscription follows those
+            return
         for subscription in list(self._subscribers):
             subscription.offer(change)
 
     async def start(self, collections: tuple[str, ...] = ("messages", "conversations",
-                                                          "channels")) -> None:
+                                                          "channels", "tags")) -> None:
         for name in collections:
             self._tasks.append(asyncio.create_task(self._follow(name), name=f"watch:{name}"))
         with contextlib.suppress(asyncio.TimeoutError):
@@ -109,15 +130,21 @@ class EventBus:
 
         def opened() -> None:
             self._opened.add(collection)
+            self._open.add(collection)
+            self._tell(None)
             if len(self._opened) == len(self._tasks):
                 self.ready.set()
 
         while True:
             try:
-                async for change in changes(self._store, collection, token, opened):
-                    token = change.resume_token
-                    failures = 0
-                    self.publish(change)
+                try:
+                    async for change in changes(self._store, collection, token, opened,
+                                                deletes=True):
+                        token = change.resume_token
+                        failures = 0
+                        self.publish(change)
+                finally:  # not live until reopened: changes may go by unseen
+                    self._open.discard(collection)
             except asyncio.CancelledError:
                 raise
             except OperationFailure as exc:

@@ -50,6 +50,7 @@ class Settings:
     store_timeout_seconds: float = 5.0
     webhook_timeout_seconds: float = 10.0
     webhook_retry_seconds: float = 24 * 3600.0
+    query_cache_mb: float = 16.0  # 0: no query cache
     token_encryption_key: str = field(default="", repr=False)
 
     @classmethod
@@ -136,6 +137,7 @@ class Settings:
                                            float, 0.1),
             webhook_retry_seconds=number("WEBHOOK_RETRY_SECONDS", cls.webhook_retry_seconds,
                                          float, 1),
+            query_cache_mb=number("QUERY_CACHE_MB", cls.query_cache_mb, float, 0),
             token_encryption_key=key,
         )
 

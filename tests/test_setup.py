@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 from tests import payloads
 from tests.conftest import connect_page, wait_for
@@ -111,3 +112,21 @@ def test_an_unreachable_store_stops_start_up_with_a_clear_message(tmp_path):
                          timeout=60, env=env)
     assert out.returncode != 0
     assert "cannot reach the store (MongoDB mongodb://127.0.0.1:9/" in out.stderr
+
+
+def test_an_idle_gateway_and_its_embedded_store_stay_idle(start_gateway, tmp_path):
+    """nx-27017 answers a change stream's getMore at once instead of waiting for a change; asked
+    back to back, the seven idle streams kept a core busy on each side (about 85% each)."""
+    gw = start_gateway(MONGODB_URL="", DATA_DIR=str(tmp_path / "data"), WORKER_POLL_SECONDS="1")
+    store = int(open(f"/proc/{gw.proc.pid}/task/{gw.proc.pid}/children").read().split()[0])
+
+    def cpu_seconds(pid: int) -> float:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(") ", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    time.sleep(1)  # start-up is done
+    before = cpu_seconds(gw.proc.pid), cpu_seconds(store)
+    time.sleep(4)
+    used = [(cpu_seconds(pid) - start) / 4 for pid, start in zip((gw.proc.pid, store), before)]
+    assert used[0] < 0.3 and used[1] < 0.3, \
+        f"share of a core: gateway {used[0]:.0%}, store {used[1]:.0%}"

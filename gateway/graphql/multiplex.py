@@ -20,13 +20,14 @@ from collections.abc import AsyncIterator, Callable
 from functools import lru_cache
 from typing import Any
 
-from graphql import GraphQLError, OperationType, get_operation_ast, parse
+from graphql import OperationType
 from strawberry.schema import BaseSchema
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.utils.aio import aclosing
 
 from gateway.bus import EventBus, Filter, SubscriberTooSlow, Subscription
 from gateway.graphql.errors import too_slow
+from gateway.graphql.reads import selected_operation
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +172,8 @@ class Multiplexer:
             group.recount()
             if not group.members:
                 self._forget(group)
-                assert group.task
-                group.task.cancel()
+                if group.task:
+                    group.task.cancel()
 
     def _forget(self, group: Group) -> None:
         if self._groups.get(group.key) is group:
@@ -186,9 +187,5 @@ def encode_key(variables: dict[str, Any] | None) -> str:
 def _is_subscription(query: str, operation_name: str | None, max_tokens: int) -> bool:
     """Whether the document parses to one subscription; anything else takes the plain path,
     which answers with the errors it always has."""
-    try:
-        document = parse(query, no_location=True, max_tokens=max_tokens)
-    except (GraphQLError, TypeError):
-        return False
-    operation = get_operation_ast(document, operation_name)
+    operation = selected_operation(query, operation_name, max_tokens)
     return operation is not None and operation.operation == OperationType.SUBSCRIPTION

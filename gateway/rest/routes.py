@@ -52,6 +52,7 @@ class RouteSpec:
     empty_status: int = 204  # the status of an answer without a body
     answer_status: int = 200  # the status of an answer with a body
     conflict: bool = False  # may answer 409
+    reads_store: bool = False  # answered from the store alone: the query cache may keep it
 
 
 SPECS: list[RouteSpec] = []
@@ -232,14 +233,15 @@ routes = [
          "The pages a Facebook user manages (a user token), each saying whether it is "
          "connected.", calls_graph=True),
     post("/channels.list", bodies.ChannelsList, channels_list, "ChannelList",
-         "Connected channels."),
-    post("/channels.info", bodies.ChannelRef, channels_info, "Channel", "One connected channel."),
+         "Connected channels.", reads_store=True),
+    post("/channels.info", bodies.ChannelRef, channels_info, "Channel", "One connected channel.",
+         reads_store=True),
     post("/channels.update", bodies.ChannelUpdate, channels_update, "Channel",
          "Rename a channel or change its picture."),
     post("/conversations.list", bodies.ConversationsList, conversations_list, "ConversationPage",
-         "Conversations, newest activity first."),
+         "Conversations, newest activity first.", reads_store=True),
     post("/conversations.info", bodies.ConversationRef, conversations_info, "Conversation",
-         "One conversation."),
+         "One conversation.", reads_store=True),
     post("/conversations.read", bodies.ConversationRef, conversations_read, None,
          "Set the unread count back to 0."),
     post("/conversations.mark-read", bodies.ConversationRef, conversations_read, None,
@@ -264,7 +266,8 @@ routes = [
          "Merge data into the user_data of a message, conversation or channel."),
     post("/tags.create", bodies.TagCreate, tags_create, "Tag", "Create a tag (409: name taken).",
          answer_status=201, conflict=True),
-    post("/tags.list", bodies.Body, tags_list, "TagList", "Every tag, by name."),
+    post("/tags.list", bodies.Body, tags_list, "TagList", "Every tag, by name.",
+         reads_store=True),
     post("/tags.update", bodies.TagUpdate, tags_update, None,
          "Rename a tag or change its colour (409: name taken).", conflict=True),
     post("/tags.delete", bodies.TagRef, tags_delete, None,
@@ -282,7 +285,9 @@ routes = [
     post("/messages.resend", bodies.MessageRef, messages_resend, "Message",
          "Send a failed message again (409 when it is not failed).", conflict=True),
     post("/messages.list", bodies.MessagesList, messages_list, "MessagePage",
-         "A conversation's messages, newest first."),
+         "A conversation's messages, newest first.", reads_store=True),
     post("/messages.send", bodies.MessagesSend, messages_send, "Message",
          "Queue a message (answered pending); it is delivered in the background."),
 ]
+
+READ_PATHS = [spec.path for spec in SPECS if spec.reads_store]

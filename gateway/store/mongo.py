@@ -8,6 +8,7 @@ duplicate key says the same thing more plainly.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import re
@@ -17,6 +18,12 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.monitoring import (
+    CommandFailedEvent,
+    CommandListener,
+    CommandStartedEvent,
+    CommandSucceededEvent,
+)
 
 from gateway.domain import (
     Channel,
@@ -56,14 +63,48 @@ INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, Any]]] = [
 ]
 
 
+WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify"})
+
+
+class Writes(CommandListener):
+    """Tells its watchers which collection this process has just written, once the server has
+    answered (or failed to). PyMongo calls it before the write's await returns, so whatever a
+    watcher forgets is forgotten before the writer can answer anyone."""
+
+    def __init__(self) -> None:
+        self._watchers: list[Callable[[str], None]] = []
+        self._pending: dict[int, str] = {}  # request id -> collection
+
+    def watch(self, watcher: Callable[[str], None]) -> None:
+        self._watchers.append(watcher)
+
+    def started(self, event: CommandStartedEvent) -> None:
+        if event.command_name in WRITE_COMMANDS and self._watchers:
+            self._pending[event.request_id] = str(event.command.get(event.command_name))
+
+    def succeeded(self, event: CommandSucceededEvent) -> None:
+        self._done(event.request_id)
+
+    def failed(self, event: CommandFailedEvent) -> None:  # a failed write may have written
+        self._done(event.request_id)
+
+    def _done(self, request_id: int) -> None:
+        collection = self._pending.pop(request_id, None)
+        if collection is not None:
+            for watcher in self._watchers:
+                watcher(collection)
+
+
 class Store:
     """One database: channels, conversations, messages and the raw events log."""
 
     def __init__(
-        self, client: AsyncMongoClient, database: str, cipher: TokenCipher | None = None
+        self, client: AsyncMongoClient, database: str, cipher: TokenCipher | None = None,
+        writes: Writes | None = None,
     ) -> None:
         self.client = client
         self.db = client[database]
+        self.writes = writes or Writes()  # this process's writes, for caches to forget
         self.channels = ChannelRepo(self.db.channels, cipher or TokenCipher())
         self.conversations = ConversationRepo(self.db.conversations)
         self.messages = MessageRepo(self.db.messages)
@@ -81,10 +122,12 @@ class Store:
         cls, url: str, database: str, *, timeout_ms: int = 10_000,
         cipher: TokenCipher | None = None,
     ) -> Store:
+        writes = Writes()
         client: AsyncMongoClient = AsyncMongoClient(
-            url, serverSelectionTimeoutMS=timeout_ms, tz_aware=True, uuidRepresentation="standard"
+            url, serverSelectionTimeoutMS=timeout_ms, tz_aware=True, uuidRepresentation="standard",
+            event_listeners=[writes],
         )
-        store = cls(client, database, cipher)
+        store = cls(client, database, cipher, writes)
         await store.ping()
         await store.ensure_indexes()
         return store
@@ -740,16 +783,17 @@ class JobRepo:
 
 # --- change streams -------------------------------------------------------------------------
 
-WATCHED = {"messages": _message, "conversations": _conversation, "channels": _channel}
+WATCHED = {"messages": _message, "conversations": _conversation, "channels": _channel,
+           "tags": _tag}
 
 
 @dataclass
 class Change:
     """One write to a watched collection, as the domain object it left behind."""
 
-    collection: str  # messages, conversations, channels
-    operation: str  # insert, update, replace
-    value: Any  # Message, Conversation or Channel
+    collection: str  # messages, conversations, channels, tags
+    operation: str  # insert, update, replace; delete when asked for
+    value: Any  # Message, Conversation, Channel or Tag; None: deleted
     resume_token: Any
 
 
@@ -759,21 +803,44 @@ async def check_change_streams(store: Store) -> None:
         pass
 
 
+# MongoDB holds an empty getMore on a change stream for up to maxAwaitTimeMS, waiting for a
+# change; nx-27017 answers it at once. Asked back to back, an idle stream would keep a core busy on
+# each side, so an empty answer that came sooner than the server could have waited is followed by
+# a pause, doubling from the first figure to the second while nothing changes. Against MongoDB no
+# pause is ever taken.
+MAX_AWAIT_MS = 1000
+IDLE_PAUSE_SECONDS = (0.005, 0.05)
+
+
 async def changes(
     store: Store, collection: str, resume_after: Any = None,
-    on_open: Callable[[], None] | None = None,
+    on_open: Callable[[], None] | None = None, deletes: bool = False,
 ):
-    """Follow one collection (never the whole database) from `resume_after` on."""
+    """Follow one collection (never the whole database) from `resume_after` on. With `deletes`,
+    a deleted document (or one deleted before its update could be looked up) comes as a change
+    whose value is None."""
     convert = WATCHED[collection]
-    pipeline = [{"$match": {"operationType": {"$in": ["insert", "update", "replace"]}}}]
+    operations = ["insert", "update", "replace", *(["delete"] if deletes else [])]
+    pipeline = [{"$match": {"operationType": {"$in": operations}}}]
+    clock = asyncio.get_running_loop().time
     async with await store.db[collection].watch(
-        pipeline, full_document="updateLookup", resume_after=resume_after
+        pipeline, full_document="updateLookup", resume_after=resume_after,
+        max_await_time_ms=MAX_AWAIT_MS,
     ) as stream:
         if on_open:
             on_open()
-        async for change in stream:
-            document = change.get("fullDocument")
-            if document is None:  # deleted before the lookup
+        pause = IDLE_PAUSE_SECONDS[0]
+        while stream.alive:
+            asked = clock()
+            change = await stream.try_next()
+            if change is None:
+                if clock() - asked < MAX_AWAIT_MS / 2000:
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, IDLE_PAUSE_SECONDS[1])
                 continue
-            yield Change(collection, change["operationType"], convert(document),
-                         stream.resume_token)
+            pause = IDLE_PAUSE_SECONDS[0]
+            document = change.get("fullDocument")
+            if document is None and not deletes:  # deleted before the lookup
+                continue
+            yield Change(collection, change["operationType"],
+                         None if document is None else convert(document), stream.resume_token)
