@@ -7,7 +7,8 @@ is kept only while every change to what it was read from is sure to be heard of:
 - this process's writes tell the cache when the server answers, before the write's `await`
   returns (`store.Writes`), so whoever made a change reads it back at once;
 - other processes' writes come through the change streams (`EventBus.watch`), so this process
-  sees them once their change arrives (usually milliseconds: the same delay as subscriptions);
+  sees them once their change arrives (the same delay as subscriptions: milliseconds, or up to
+  50 ms on nx-27017 after a quiet spell, see `store.mongo.changes`);
 - while a stream is shut (store away, stream reopening) nothing is kept and nothing is served.
 
 Any change to channels, conversations, messages or tags forgets every answer: simple, and right

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import binascii
 import re
 from collections.abc import Awaitable, Callable
@@ -77,6 +78,9 @@ class Writes(CommandListener):
 
     def watch(self, watcher: Callable[[str], None]) -> None:
         self._watchers.append(watcher)
+
+    def unwatch(self, watcher: Callable[[str], None]) -> None:
+        self._watchers.remove(watcher)
 
     def started(self, event: CommandStartedEvent) -> None:
         if event.command_name in WRITE_COMMANDS and self._watchers:
@@ -806,8 +810,10 @@ async def check_change_streams(store: Store) -> None:
 # MongoDB holds an empty getMore on a change stream for up to maxAwaitTimeMS, waiting for a
 # change; nx-27017 answers it at once. Asked back to back, an idle stream would keep a core busy on
 # each side, so an empty answer that came sooner than the server could have waited is followed by
-# a pause, doubling from the first figure to the second while nothing changes. Against MongoDB no
-# pause is ever taken.
+# a pause, doubling from the first figure to the second while nothing changes. A write this
+# process makes to the collection cuts the pause to the first figure, so its own changes come
+# through within milliseconds; another process's wait at most the pause. Against MongoDB no pause
+# is ever taken.
 MAX_AWAIT_MS = 1000
 IDLE_PAUSE_SECONDS = (0.005, 0.05)
 
@@ -823,24 +829,40 @@ async def changes(
     operations = ["insert", "update", "replace", *(["delete"] if deletes else [])]
     pipeline = [{"$match": {"operationType": {"$in": operations}}}]
     clock = asyncio.get_running_loop().time
-    async with await store.db[collection].watch(
-        pipeline, full_document="updateLookup", resume_after=resume_after,
-        max_await_time_ms=MAX_AWAIT_MS,
-    ) as stream:
-        if on_open:
-            on_open()
-        pause = IDLE_PAUSE_SECONDS[0]
-        while stream.alive:
-            asked = clock()
-            change = await stream.try_next()
-            if change is None:
-                if clock() - asked < MAX_AWAIT_MS / 2000:
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 2, IDLE_PAUSE_SECONDS[1])
-                continue
+    written = asyncio.Event()
+
+    def wake(name: str) -> None:
+        if name == collection:
+            written.set()
+
+    store.writes.watch(wake)
+    try:
+        async with await store.db[collection].watch(
+            pipeline, full_document="updateLookup", resume_after=resume_after,
+            max_await_time_ms=MAX_AWAIT_MS,
+        ) as stream:
+            if on_open:
+                on_open()
             pause = IDLE_PAUSE_SECONDS[0]
-            document = change.get("fullDocument")
-            if document is None and not deletes:  # deleted before the lookup
-                continue
-            yield Change(collection, change["operationType"],
-                         None if document is None else convert(document), stream.resume_token)
+            while stream.alive:
+                written.clear()
+                asked = clock()
+                change = await stream.try_next()
+                if change is None:
+                    if clock() - asked < MAX_AWAIT_MS / 2000:
+                        with contextlib.suppress(asyncio.TimeoutError):
+                            await asyncio.wait_for(written.wait(), pause)
+                        # Woken: still no sooner than the shortest pause, so that a burst of
+                        # writes is read in a few getMores rather than one each.
+                        await asyncio.sleep(asked + IDLE_PAUSE_SECONDS[0] - clock())
+                        pause = min(pause * 2, IDLE_PAUSE_SECONDS[1])
+                    continue
+                pause = IDLE_PAUSE_SECONDS[0]
+                document = change.get("fullDocument")
+                if document is None and not deletes:  # deleted before the lookup
+                    continue
+                yield Change(collection, change["operationType"],
+                             None if document is None else convert(document),
+                             stream.resume_token)
+    finally:
+        store.writes.unwatch(wake)
