@@ -669,7 +669,7 @@ class Gateway:
         for channel, event in run:
             key = (channel.id, event.contact_id)
             if key not in conversations:
-                conversations[key], created = await self.store.conversations.get_or_create(
+                conversations[key], created = await self.store.conversations.create(
                     channel.id, event.contact_id, event.timestamp,
                     before_insert=lambda new: self.store.profile_jobs.add(new, now_ms()),
                 )

@@ -294,17 +294,15 @@ class ConversationRepo:
         docs = self.c.find({"channel_id": channel_id, "contact_id": {"$in": list(set(contact_ids))}})
         return {doc["contact_id"]: _conversation(doc) async for doc in docs}
 
-    async def get_or_create(
+    async def create(
         self, channel_id: str, contact_id: str, at: int,
         before_insert: Callable[[str], Awaitable[None]] | None = None,
     ) -> tuple[Conversation, bool]:
-        """The conversation with this person on this channel; True when it was created now.
+        """A new conversation with this person on this channel, for a caller that found none;
+        if another process has just made it, that one, and False.
 
         `before_insert` gets the new conversation's id before it is stored (to queue work for it).
         """
-        existing = await self.find(channel_id, contact_id)
-        if existing:
-            return existing, False
         doc = {
             "_id": new_id(), "channel_id": channel_id, "contact_id": contact_id,
             "created_at": at, "last_message_at": at, "last_message_id": None, "unread_count": 0,
