@@ -25,7 +25,7 @@ from gateway.cache import CacheReads, QueryCache, Reads, json_without_errors
 from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.graphql import graphql_app
-from gateway.graphql.reads import reads_only_the_store
+from gateway.graphql.reads import store_reads
 from gateway.middleware import BodyLimit, RequestId
 from gateway.service import Gateway
 from gateway.sources.facebook import routes as facebook_routes
@@ -153,7 +153,9 @@ def create_app(
             Middleware(TokenAuth, token=settings.system_token),
             *([Middleware(CacheReads, cache=cache, reads={
                 **{path: Reads() for path in rest.READ_PATHS},
-                "/graphql": Reads(request=reads_only_the_store, answer=json_without_errors),
+                "/graphql": Reads(request=store_reads(settings.graphql_max_tokens,
+                                                      settings.graphql_cache_size),
+                                  answer=json_without_errors),
             })] if cache.max_bytes else []),
         ],
         exception_handlers={

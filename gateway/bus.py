@@ -75,8 +75,7 @@ class EventBus:
         self._retry_seconds = retry_seconds
         self._subscribers: set[Subscription] = set()
         self._tasks: list[asyncio.Task] = []
-        self.ready = asyncio.Event()
-        self._opened: set[str] = set()
+        self.ready = asyncio.Event()  # set once every stream has opened
         self._open: set[str] = set()  # the streams following their collection right now
         self._watchers: list[Callable[[str | None], None]] = []
 
@@ -129,10 +128,9 @@ class EventBus:
         failures = 0
 
         def opened() -> None:
-            self._opened.add(collection)
             self._open.add(collection)
             self._tell(None)
-            if len(self._opened) == len(self._tasks):
+            if self.live:
                 self.ready.set()
 
         while True:

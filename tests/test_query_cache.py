@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from gateway.cache import Answer, QueryCache
-from gateway.graphql.reads import reads_only_the_store
+from gateway.graphql.reads import store_reads
 from gateway.store import Store
 from tests import payloads
 from tests.conftest import connect_page, wait_for
@@ -172,7 +172,7 @@ def test_the_cache_can_be_turned_off(start_gateway, graph):
 ])
 def test_which_graphql_requests_read_only_the_store(query, operation, reads):
     body = json.dumps({"query": query, "operationName": operation}).encode()
-    assert reads_only_the_store(body) is reads
+    assert store_reads(max_tokens=2000, cache_size=16)(body) is reads
 
 
 def test_a_write_is_heard_of_before_its_await_returns(nx_url):

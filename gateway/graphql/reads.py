@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import lru_cache
 
 from graphql import (
@@ -21,20 +22,33 @@ STORE_FIELDS = frozenset({"channels", "channel", "tags", "conversations", "conve
 MAX_QUERY_LENGTH = 10_000  # an inbox's queries are far shorter; longer ones are not cached
 
 
-def reads_only_the_store(body: bytes) -> bool:
-    """True for a query operation whose root fields are all in STORE_FIELDS."""
-    try:
-        request = json.loads(body)
-    except (ValueError, RecursionError):
-        return False
-    if not isinstance(request, dict):
-        return False
-    query, name = request.get("query"), request.get("operationName")
-    if not isinstance(query, str) or len(query) > MAX_QUERY_LENGTH:
-        return False
-    if name is not None and not isinstance(name, str):
-        return False
-    return _reads_only_the_store(query, name)
+def store_reads(max_tokens: int, cache_size: int) -> Callable[[bytes], bool]:
+    """A test of request bodies: True for a query operation whose root fields are all in
+    STORE_FIELDS. Documents are parsed once each (the last `cache_size` kept)."""
+
+    @lru_cache(maxsize=cache_size)
+    def reads_only_the_store(query: str, operation_name: str | None) -> bool:
+        operation = selected_operation(query, operation_name, max_tokens)
+        if operation is None or operation.operation != OperationType.QUERY:
+            return False
+        return all(isinstance(selection, FieldNode) and selection.name.value in STORE_FIELDS
+                   for selection in operation.selection_set.selections)
+
+    def test(body: bytes) -> bool:
+        try:
+            request = json.loads(body)
+        except (ValueError, RecursionError):
+            return False
+        if not isinstance(request, dict):
+            return False
+        query, name = request.get("query"), request.get("operationName")
+        if not isinstance(query, str) or len(query) > MAX_QUERY_LENGTH:
+            return False
+        if name is not None and not isinstance(name, str):
+            return False
+        return reads_only_the_store(query, name)
+
+    return test
 
 
 def selected_operation(query: str, operation_name: str | None,
@@ -45,12 +59,3 @@ def selected_operation(query: str, operation_name: str | None,
     except (GraphQLError, TypeError):
         return None
     return get_operation_ast(document, operation_name)
-
-
-@lru_cache(maxsize=256)
-def _reads_only_the_store(query: str, operation_name: str | None) -> bool:
-    operation = selected_operation(query, operation_name, max_tokens=2000)
-    if operation is None or operation.operation != OperationType.QUERY:
-        return False
-    return all(isinstance(selection, FieldNode) and selection.name.value in STORE_FIELDS
-               for selection in operation.selection_set.selections)
