@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import binascii
+import contextlib
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, fields
