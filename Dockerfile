@@ -14,6 +14,7 @@ COPY pyproject.toml README.md ./
 COPY gateway/ gateway/
 RUN pip install --no-cache-dir .
 COPY --from=inbox /src/dist /app/inbox
+# On 0.0.0.0 the gateway needs SYSTEM_TOKEN (or ALLOW_OPEN_API=1 behind your own auth) to start.
 ENV INBOX_DIR=/app/inbox HOST=0.0.0.0 PORT=8000 DATA_DIR=/home/gateway/data
 USER gateway
 EXPOSE 8000

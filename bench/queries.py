@@ -99,7 +99,8 @@ def run(seconds: float, runs: int, arrivals: float = 10.0) -> str:
     with fake_graph() as graph, gateway(graph) as gw, gateway(graph, QUERY_CACHE_MB="0") as cold:
         page = seed(gw, graph)
         seed(cold, graph)
-        rest_json = gw.http.post("/conversations.list", content=REST_BODY).content
+        rest_json = gw.http.post("/conversations.list", content=REST_BODY,
+                                 headers={"Content-Type": "application/json"}).content
         graphql_json = gw.http.post("/graphql", content=GRAPHQL_BODY,
                                     headers={"Content-Type": "application/json"}).content
         assert b'"errors"' not in graphql_json, graphql_json[:500]

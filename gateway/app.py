@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import os
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -23,6 +26,7 @@ from gateway.auth import TokenAuth
 from gateway.bus import EventBus
 from gateway.cache import CacheReads, QueryCache, Reads, json_without_errors
 from gateway.config import Settings
+from gateway.crossorigin import CrossOrigin, allowed_origins
 from gateway.errors import GatewayError
 from gateway.graphql import graphql_app
 from gateway.graphql.reads import store_reads
@@ -35,9 +39,19 @@ from gateway.store.embedded import EmbeddedServer
 from gateway.store.mongo import check_change_streams
 from gateway.store.secrets import TokenCipher
 from gateway.outgoing import Outgoing
+from gateway.websockets import WebsocketLimit
 from gateway.workers import Worker
 
 log = logging.getLogger("gateway")
+
+# From SIGTERM to exit within 10 s, whatever the store does: uvicorn lets requests and websockets
+# under way finish for up to SHUTDOWN_GRACEFUL_SECONDS (cli.py), then the lifespan's shutdown has
+# SHUTDOWN_CLEANUP_SECONDS, of which the last SHUTDOWN_STORE_SECONDS are kept for stopping the
+# embedded store (SIGTERM, then SIGKILL).
+SHUTDOWN_GRACEFUL_SECONDS = 2.0
+SHUTDOWN_CLEANUP_SECONDS = 5.5
+SHUTDOWN_STORE_SECONDS = 1.5
+SHUTDOWN_EXIT_SECONDS = 1.5  # past the cleanup's deadline: exit whatever still runs
 
 
 class StartupError(RuntimeError):
@@ -87,7 +101,8 @@ def create_app(
                 "enough: start mongod with --replSet rs0, run rs.initiate() once, and add "
                 "?replicaSet=rs0 to MONGODB_URL)."
             ) from None
-        bus = EventBus(store, queue_size=settings.subscription_queue_size)
+        bus = EventBus(store, queue_size=settings.subscription_queue_size,
+                       queue_bytes=int(settings.subscription_queue_mb * 2**20))
         store.writes.watch(cache.changed)
         bus.watch(cache.changed)
         cache.live = lambda: bus.live
@@ -116,23 +131,21 @@ def create_app(
             worker.start()
         store_text = settings.store_description
         if embedded:
-            store_text += f" (mongodb://127.0.0.1:{embedded.port})"
+            store_text += f" (Unix socket {embedded.socket_path}, owner only; no TCP port)"
         log.info("Messenger Gateway listening on http://%s:%s, store: %s",
                  settings.host, settings.port, store_text)
         try:
             yield
         finally:
             gateway.stopping = True
-            grace = settings.graph_api_timeout + 1  # a Send API call under way may finish
-            await asyncio.gather(*(worker.stop(grace) for worker in workers))
-            await outgoing.stop()
-            await bus.stop()
-            await graph.aclose()
-            await store.close()
-            if embedded:
-                await embedded.stop()
+            await shut_down(settings, workers, [
+                ("outgoing webhooks", outgoing.stop), ("change streams", bus.stop),
+                ("Graph API client", graph.aclose), ("store client", store.close),
+            ], embedded)
 
     graphql = graphql_app(settings)
+    # Strawberry checks a websocket's Origin too: the same origins as CrossOrigin may connect.
+    graphql.allowed_origins = allowed_origins(settings.allowed_origins)
     routes = [
         *facebook_routes.routes,
         *rest.routes,
@@ -149,6 +162,14 @@ def create_app(
         routes=routes,
         middleware=[
             Middleware(RequestId),
+            Middleware(WebsocketLimit, max_connections=settings.ws_max_connections),
+            Middleware(CrossOrigin, allowed=settings.allowed_origins),
+            # Pages on ALLOWED_ORIGINS may call the API from a browser (preflights answered here).
+            *([Middleware(CORSMiddleware, allow_methods=["GET", "POST"], max_age=600,
+                          allow_origins=sorted(allowed_origins(settings.allowed_origins)),
+                          allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                          expose_headers=["X-Request-ID", "X-Query-Cache"])]
+              if settings.allowed_origins else []),
             Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
             Middleware(TokenAuth, token=settings.system_token),
             *([Middleware(CacheReads, cache=cache, reads={
@@ -168,6 +189,53 @@ def create_app(
     )
     app.state.settings = settings
     return app
+
+
+async def shut_down(settings: Settings, workers: list[Worker],
+                    steps: list[tuple[str, Callable[[], Awaitable[object]]]],
+                    embedded: EmbeddedServer | None) -> None:
+    """Stop everything within SHUTDOWN_CLEANUP_SECONDS whatever the store does (away, restarting
+    or stopped: the driver may wait for it without end, even to close a cursor while being
+    cancelled). Each step gets what the deadline leaves; one that overruns is cancelled and left
+    to unwind. The embedded store is stopped last, and killed if it is not gone in time (its
+    socket closing then ends whatever still waits on it). Should anything still hold the process
+    SHUTDOWN_EXIT_SECONDS after the deadline, it exits there and then."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SHUTDOWN_CLEANUP_SECONDS
+    watchdog = threading.Timer(SHUTDOWN_CLEANUP_SECONDS + SHUTDOWN_EXIT_SECONDS, _exit_now)
+    watchdog.daemon = True
+    watchdog.start()
+    kept = SHUTDOWN_STORE_SECONDS if embedded else 0.0  # for stopping the embedded store
+    # A Send API call under way may finish (cut off half-way, it would be sent again by the next
+    # process), within what the deadline leaves for the rest.
+    grace = min(settings.graph_api_timeout + 1, SHUTDOWN_CLEANUP_SECONDS - kept - 1.5)
+
+    async def stop_workers() -> None:
+        await asyncio.gather(*(worker.stop(grace) for worker in workers))
+
+    left: list[asyncio.Future] = []  # steps that overran, cancelled and still unwinding
+    for what, step in [("background workers", stop_workers), *steps]:
+        task = asyncio.ensure_future(step())
+        await asyncio.wait([task], timeout=max(deadline - kept - loop.time(), 0.05))
+        if not task.done():
+            log.warning("shutdown: %s did not stop in time; going on", what)
+            task.cancel()
+            left.append(task)
+        elif not task.cancelled() and task.exception():
+            log.warning("shutdown: %s failed to stop (%s); going on", what,
+                        type(task.exception()).__name__)
+    if embedded:
+        await embedded.stop(max(deadline - loop.time(), 1.0))
+    if left:
+        await asyncio.wait(left, timeout=max(deadline - loop.time(), 0.5))
+    if all(task.done() for task in left):
+        watchdog.cancel()
+
+
+def _exit_now() -> None:
+    log.error("shutdown: still not done %.0fs after SIGTERM; exiting now",
+              SHUTDOWN_GRACEFUL_SECONDS + SHUTDOWN_CLEANUP_SECONDS + SHUTDOWN_EXIT_SECONDS)
+    os._exit(1)
 
 
 async def health(request: Request) -> Response:

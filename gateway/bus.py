@@ -3,9 +3,9 @@
 Each process follows one change stream per collection it serves (messages, conversations,
 channels, tags), so a write made by any process reaches the subscribers of every process with no
 other infrastructure. A stream that breaks is resumed from its last resume token, so nothing is
-missed. Each subscriber has its own bounded queue: a slow one is cut off with a reason, never the
-rest. Watchers (the query cache) hear of every change, deletions included, and of every stream
-that opens; `live` says whether all of them are open.
+missed. Each subscriber has its own queue, bounded in events and in bytes: a slow one is cut off
+with a reason, never the rest. Watchers (the query cache) hear of every change, deletions
+included, and of every stream that opens; `live` says whether all of them are open.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -36,14 +38,62 @@ class SubscriberTooSlow(Exception):
         return cls(f"subscription closed: more than {size} events were waiting for this "
                    "client; subscribe again to continue")
 
+    @classmethod
+    def after_bytes(cls, max_bytes: int) -> SubscriberTooSlow:
+        return cls(f"subscription closed: more than {max_bytes / 2**20:g} MiB of events were "
+                   "waiting for this client; subscribe again to continue")
+
+    @classmethod
+    def check(cls, events: int, size: int, max_events: int,
+              max_bytes: int) -> SubscriberTooSlow | None:
+        """Why a subscriber whose queue would hold `events` events of `size` bytes in all is cut
+        off, if it is. One event alone is never too big: the bound is on what waits."""
+        if events > max_events:
+            return cls.after(max_events)
+        if events > 1 and size > max_bytes:
+            return cls.after_bytes(max_bytes)
+        return None
+
+
+def estimate_size(value: Any) -> int:
+    """About how many bytes `value` holds (a domain object, its fields, their contents): the
+    shallow size of every object in it, which is what holding it costs."""
+    total = 0
+    stack = [value]
+    for _ in range(100_000):  # an estimate: a bound on the work, whatever the shape
+        if not stack:
+            break
+        item = stack.pop()
+        total += sys.getsizeof(item)
+        if isinstance(item, str | bytes | int | float | bool | None):
+            continue
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+        elif hasattr(item, "__dict__"):
+            stack.append(vars(item))
+    return total
+
 
 class Subscription:
-    def __init__(self, bus: EventBus, accepts: Filter, size: int) -> None:
+    """One subscriber's queue of changes, bounded in events (`size`) and bytes (`max_bytes`):
+    past either, the subscriber is cut off and what was queued for it is let go at once."""
+
+    # The last change sized, and its size: a publish offers one change to every subscriber in
+    # turn, so it is estimated once, not once per subscriber.
+    _sized: tuple[Change | None, int] = (None, 0)
+
+    def __init__(self, bus: EventBus, accepts: Filter, size: int,
+                 max_bytes: int = 4 * 2**20) -> None:
         self._bus = bus
         self._accepts = accepts
         self._size = size
-        # One slot more than `size`, for the end marker that says why the subscription ends.
-        self._queue: asyncio.Queue[Change | None] = asyncio.Queue(maxsize=size + 1)
+        self._max_bytes = max_bytes
+        self._queue: deque[tuple[Change, int]] = deque()
+        self._bytes = 0  # the sizes of the changes in the queue
+        self._waiter: asyncio.Future[None] | None = None
+        self._cut: SubscriberTooSlow | None = None  # why it was cut off
         self.overflowed = False
         # How many clients this subscription serves: a multiplexed group serves all its members.
         self.listeners = 1
@@ -51,27 +101,43 @@ class Subscription:
     def offer(self, change: Change) -> None:
         if self.overflowed or not self._accepts(change):
             return
-        if self._queue.qsize() >= self._size:
+        if Subscription._sized[0] is not change:
+            Subscription._sized = (change, estimate_size(change.value))
+        size = Subscription._sized[1]
+        self._cut = SubscriberTooSlow.check(len(self._queue) + 1, self._bytes + size,
+                                            self._size, self._max_bytes)
+        if self._cut is not None:
             self.overflowed = True
-            self._queue.put_nowait(None)
+            self._queue.clear()  # not held until the client reads: it may never
+            self._bytes = 0
+            self._bus.unsubscribe(self)  # done with: it no longer counts as a subscriber
         else:
-            self._queue.put_nowait(change)
+            self._queue.append((change, size))
+            self._bytes += size
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def __aiter__(self) -> AsyncIterator[Change]:
         try:
             while True:
-                change = await self._queue.get()
-                if change is None:
-                    raise SubscriberTooSlow.after(self._size)
+                while not self._queue:
+                    if self._cut is not None:
+                        raise self._cut
+                    self._waiter = asyncio.get_running_loop().create_future()
+                    await self._waiter
+                change, size = self._queue.popleft()
+                self._bytes -= size
                 yield change
         finally:
             self._bus.unsubscribe(self)
 
 
 class EventBus:
-    def __init__(self, store: Store, queue_size: int = 1000, retry_seconds: float = 1.0) -> None:
+    def __init__(self, store: Store, queue_size: int = 1000, retry_seconds: float = 1.0,
+                 queue_bytes: int = 4 * 2**20) -> None:
         self._store = store
         self._queue_size = queue_size
+        self._queue_bytes = queue_bytes
         self._retry_seconds = retry_seconds
         self._subscribers: set[Subscription] = set()
         self._tasks: list[asyncio.Task] = []
@@ -94,7 +160,7 @@ class EventBus:
             watcher(collection)
 
     def subscribe(self, accepts: Filter) -> Subscription:
-        subscription = Subscription(self, accepts, self._queue_size)
+        subscription = Subscription(self, accepts, self._queue_size, self._queue_bytes)
         self._subscribers.add(subscription)
         return subscription
 

@@ -51,6 +51,18 @@ class Settings:
     webhook_timeout_seconds: float = 10.0
     webhook_retry_seconds: float = 24 * 3600.0
     query_cache_mb: float = 16.0  # 0: no query cache
+    # Websockets: a socket that has not sent connection_init by then is closed (both protocols);
+    # at most this many open at once per process (the next is closed with 1013); a subscriber
+    # whose unsent events hold more than this many MiB is cut off as too slow.
+    ws_init_timeout_seconds: float = 10.0
+    ws_max_connections: int = 10_000
+    subscription_queue_mb: float = 4.0
+    # Browsers: origins besides the gateway's own that may call it (scheme://host[:port]).
+    allowed_origins: tuple[str, ...] = ()
+    # Listen on a non-loopback address without SYSTEM_TOKEN (auth is in front of the gateway).
+    allow_open_api: bool = False
+    # Outgoing webhooks may be posted to loopback, private, link-local and multicast addresses.
+    webhook_allow_private: bool = False
     token_encryption_key: str = field(default="", repr=False)
 
     @classmethod
@@ -72,6 +84,23 @@ class Settings:
             if value < minimum:
                 raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
             return value
+
+        def flag(name: str, default: bool) -> bool:
+            raw = env.get(name, "").strip().lower()
+            if not raw:
+                return default
+            if raw not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+            return raw in ("1", "true", "yes", "on")
+
+        origins = tuple(o.strip().rstrip("/") for o in env.get("ALLOWED_ORIGINS", "").split(",")
+                        if o.strip())
+        for origin in origins:
+            scheme, _, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not rest or "/" in rest:
+                raise ConfigError(
+                    f"ALLOWED_ORIGINS must list origins such as https://inbox.example.com, "
+                    f"comma-separated; got {origin!r}")
 
         database = text("MONGODB_DATABASE", cls.mongodb_database)
         if not database.replace("_", "").isalnum() or not database.isascii():
@@ -139,6 +168,14 @@ class Settings:
                                          float, 1),
             query_cache_mb=number("QUERY_CACHE_MB", cls.query_cache_mb, float, 0),
             token_encryption_key=key,
+            ws_init_timeout_seconds=number("WS_INIT_TIMEOUT_SECONDS", cls.ws_init_timeout_seconds,
+                                           float, 0.1),
+            ws_max_connections=int(number("WS_MAX_CONNECTIONS", cls.ws_max_connections, int, 1)),
+            subscription_queue_mb=number("SUBSCRIPTION_QUEUE_MB", cls.subscription_queue_mb,
+                                         float, 0.01),
+            allowed_origins=origins,
+            allow_open_api=flag("ALLOW_OPEN_API", cls.allow_open_api),
+            webhook_allow_private=flag("WEBHOOK_ALLOW_PRIVATE", cls.webhook_allow_private),
         )
 
     def __repr__(self) -> str:  # secrets never reach a log through repr()

@@ -1,25 +1,53 @@
 """Domain types: plain dataclasses that the service layer and the adapters share.
 
 Mongo documents never leave `gateway.store`; everything above it speaks these types.
-Times are integer milliseconds since the epoch (Meta's unit), in UTC.
+Times are integer milliseconds since the epoch (Meta's unit), in UTC, within [0, MAX_MS].
+The field annotations are also what a stored document must satisfy to be read back as one of
+these types (`gateway.store.documents` validates them with pydantic); anything else is skipped.
 """
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, JsonValue, Strict
+from typing_extensions import TypedDict
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# The last millisecond a datetime can hold (the end of year 9999): a later time breaks iso(),
+# GraphQL's DateTime and JavaScript's Date alike, so no time the gateway reads is later.
+MAX_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc) - EPOCH) \
+    // timedelta(milliseconds=1)
+# A time as the domain holds it: an integer (never a string, float or bool) in [0, MAX_MS].
+Timestamp = Annotated[int, Strict(), Field(ge=0, le=MAX_MS)]
+# A count GraphQL's Int (32-bit) can carry.
+Count = Annotated[int, Strict(), Field(ge=0, le=2**31 - 1)]
+# What contents and user data are: JSON, so that every answer can be encoded.
+JsonObject = dict[str, JsonValue]
+
+
+def moment(ms: int) -> datetime:
+    """Milliseconds since the epoch as a UTC datetime (exact, for any time in [0, MAX_MS])."""
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def clamp_ms(ms: int) -> int:
+    """The time in [0, MAX_MS] nearest to `ms`."""
+    return min(max(ms, 0), MAX_MS)
 
 
 def iso(ms: int | None) -> str | None:
     """Milliseconds since the epoch as `2019-02-13T09:39:13.811Z` (Airy's time format)."""
     if ms is None:
         return None
-    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    when = moment(ms)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 def now_ms() -> int:
@@ -28,6 +56,16 @@ def now_ms() -> int:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+# Meta's page ids, page-scoped ids (PSIDs) and app ids: decimal digits, ASCII only.
+GRAPH_ID = re.compile(r"[0-9]{1,32}")
+
+
+def is_graph_id(value: object) -> bool:
+    """Is `value` shaped like a Graph API id (a page id, a PSID, an app id)? Only such ids
+    become Graph API path segments."""
+    return isinstance(value, str) and GRAPH_ID.fullmatch(value) is not None
 
 
 class DeliveryState(str, Enum):
@@ -57,11 +95,11 @@ class Channel:
     name: str
     image_url: str | None
     connected: bool
-    created_at: int
-    updated_at: int
+    created_at: Timestamp
+    updated_at: Timestamp
     source: str = "facebook"
     token_valid: bool = True  # False once Meta refuses the token: connect the page again
-    user_data: dict[str, Any] = field(default_factory=dict)  # set through metadata.upsert
+    user_data: JsonObject = field(default_factory=dict)  # set through metadata.upsert
     # The page token is held by the store and handed only to the Graph API client;
     # it is kept out of repr() so that no log line can print it.
     page_token: str = field(default="", repr=False)
@@ -76,23 +114,31 @@ class Contact:
     fetch_error: str | None = None
 
 
+class Reaction(TypedDict, total=False):
+    """The person's reaction to a message."""
+
+    emoji: str | None
+    reaction: str | None  # Meta's name for it, e.g. love
+    sent_at: Timestamp
+
+
 @dataclass
 class Message:
     id: str
     conversation_id: str
     channel_id: str
-    content: Any
+    content: JsonObject  # inbound: the whole Messenger event; outbound: the message object
     sender_type: SenderType
     state: DeliveryState
-    sent_at: int
+    sent_at: Timestamp
     source_message_id: str | None = None  # Meta's mid
-    error: dict[str, Any] | None = None
-    reaction: dict[str, Any] | None = None
+    error: JsonObject | None = None
+    reaction: Reaction | None = None
     read_by_contact: bool = False
     kind: str = "message"  # message, postback, echo
-    send_options: dict[str, Any] | None = None  # messaging_type and tag of a message we send
-    suggestions: dict[str, Any] = field(default_factory=dict)  # suggested replies, by id
-    user_data: dict[str, Any] = field(default_factory=dict)  # set through metadata.upsert
+    send_options: JsonObject | None = None  # messaging_type and tag of a message we send
+    suggestions: JsonObject = field(default_factory=dict)  # suggested replies, by id
+    user_data: JsonObject = field(default_factory=dict)  # set through metadata.upsert
 
     @property
     def from_contact(self) -> bool:
@@ -127,13 +173,13 @@ class Conversation:
     id: str
     channel_id: str
     contact: Contact
-    created_at: int
-    last_message_at: int
-    unread_count: int = 0
+    created_at: Timestamp
+    last_message_at: Timestamp
+    unread_count: Count = 0
     last_message_id: str | None = None
     state: str | None = None  # Airy's conversation state, e.g. OPEN or CLOSED, set by users
     tag_ids: list[str] = field(default_factory=list)
-    user_data: dict[str, Any] = field(default_factory=dict)  # set through metadata.upsert
+    user_data: JsonObject = field(default_factory=dict)  # set through metadata.upsert
 
     @property
     def display_name(self) -> str:
@@ -152,13 +198,14 @@ class ConversationView:
 
 TAG_COLORS = ("tag-blue", "tag-red", "tag-green", "tag-purple")  # Airy's tag colours
 DEFAULT_TAG_COLOR = "tag-blue"
+TagColor = Literal[TAG_COLORS]
 
 
 @dataclass
 class Tag:
     id: str
     name: str
-    color: str
+    color: TagColor
 
 
 @dataclass
@@ -184,6 +231,8 @@ class FacebookPage:
 
 
 WEBHOOK_EVENTS = ("message.created", "message.updated", "conversation.updated", "channel.updated")
+# Set on each delivery of a webhook with a signature key: the hex HMAC-SHA256 of the body.
+WEBHOOK_SIGNATURE_HEADER = "X-Airy-Content-Signature"
 
 
 @dataclass
@@ -196,12 +245,12 @@ class Webhook:
     events: list[str]  # a subset of WEBHOOK_EVENTS
     headers: dict[str, str]
     subscribed: bool
-    created_at: int
-    updated_at: int
+    created_at: Timestamp
+    updated_at: Timestamp
     signature_key: str = field(default="", repr=False)  # a secret: never answered, never logged
-    last_success_at: int | None = None
+    last_success_at: Timestamp | None = None
     last_error: str | None = None
-    last_error_at: int | None = None
+    last_error_at: Timestamp | None = None
 
     def wants(self, event_type: str) -> bool:
         return self.subscribed and event_type in self.events
@@ -209,17 +258,28 @@ class Webhook:
 
 @dataclass
 class Page:
-    """One page of a cursor-paginated list; `cursors[i]` continues the list after `items[i]`."""
+    """One page of a cursor-paginated list; `cursors[i]` continues the list after `items[i]`.
+
+    `end_cursor` continues it after the last document the page read, which is not the last
+    item when stored documents that cannot be read were skipped at the end of the page (the
+    next page must not read them again). None: the cursor of the last item.
+    """
 
     items: list[Any]
     cursors: list[str]
     has_more: bool
     previous_cursor: str | None
     total: int
+    end_cursor: str | None = None
+
+    @property
+    def last_cursor(self) -> str | None:
+        """Where the list goes on after this page, whether or not more follows."""
+        return self.end_cursor or (self.cursors[-1] if self.cursors else None)
 
     @property
     def next_cursor(self) -> str | None:
-        return self.cursors[-1] if self.has_more and self.cursors else None
+        return self.last_cursor if self.has_more else None
 
 
 class EventKind(str, Enum):
@@ -239,8 +299,8 @@ class InboundEvent:
     key: str  # stable hash of page + raw event: the same delivery twice has the same key
     page_id: str
     kind: EventKind
-    raw: dict[str, Any]
-    timestamp: int
+    raw: Any  # a JSON object; for an invalid event, whatever was sent in its place
+    timestamp: Timestamp
     contact_id: str | None = None  # the person's PSID
     source_message_id: str | None = None  # mid of the message this event is, or is about
     app_id: str | None = None  # echoes: the app that sent the message
@@ -248,3 +308,6 @@ class InboundEvent:
     watermark: int | None = None  # deliveries and reads
     mids: list[str] = field(default_factory=list)  # deliveries: the messages delivered
     reaction: dict[str, Any] | None = None  # reactions: {action, emoji, reaction}
+    # Why the event cannot be applied (a field out of range or of the wrong shape): it is kept
+    # raw in the events log and never applied. None for a valid event.
+    invalid: str | None = None

@@ -19,20 +19,22 @@ import logging
 from typing import Any
 
 import httpx
-from pymongo.errors import OperationFailure
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
 from gateway.bus import HISTORY_LOST
 from gateway.config import Settings
-from gateway.domain import Webhook, iso, now_ms
+from gateway.domain import WEBHOOK_SIGNATURE_HEADER, Webhook, iso, now_ms
+from gateway.errors import InvalidInput, NotFound
+from gateway.egress import NotPublic, webhook_transport
 from gateway.rest.shapes import channel_json, conversation_json, message_json
-from gateway.service import Gateway
+from gateway.service import Gateway, check_webhook_headers
 from gateway.store.mongo import Change, changes
 from gateway.store.webhooks import DELIVERED, FAILED, Delivery, change_key
 from gateway.workers import cancel_all
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "X-Airy-Content-Signature"
+SIGNATURE_HEADER = WEBHOOK_SIGNATURE_HEADER
 FEEDS = ("messages", "conversations", "channels")
 KEEP_FINISHED_MS = 24 * 3600 * 1000  # how long a finished delivery still dedupes its change
 # Subscribed webhooks are read at most this often by the feed (this process's own changes to them
@@ -40,6 +42,13 @@ KEEP_FINISHED_MS = 24 * 3600 * 1000  # how long a finished delivery still dedupe
 HOOKS_TTL_MS = 5000
 PRUNE_EVERY_MS = 60_000
 SAVE_EVERY_MS = 1000  # how often the feed saves its position when it queued nothing
+# A store error other than "the store is away" (ConnectionFailure), met queueing one change, is
+# tried this many times in all before the change is taken for one that cannot be delivered.
+FEED_TRIES = 3
+
+
+class Undeliverable(Exception):
+    """This change cannot be turned into a delivery: trying again would fail the same way."""
 
 
 def event_type(change: Change) -> str:
@@ -66,9 +75,12 @@ class Outgoing:
         self.store = gateway.store
         self.settings = settings
         self.on_queued = lambda: None  # set by the app: wakes the sender
-        self._http = httpx.AsyncClient(timeout=settings.webhook_timeout_seconds,
-                                       transport=transport, follow_redirects=False,
-                                       headers={"User-Agent": "messenger-gateway"})
+        # Receivers on public addresses only, unless WEBHOOK_ALLOW_PRIVATE=1; no proxy from
+        # the environment (it would connect where the address check cannot see).
+        self._http = httpx.AsyncClient(
+            timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False,
+            transport=transport or webhook_transport(settings.webhook_allow_private),
+            headers={"User-Agent": "messenger-gateway"})
         self._tasks: list[asyncio.Task] = []
         self._seq = 0
         self._hooks: list[Webhook] = []
@@ -103,7 +115,11 @@ class Outgoing:
                 token = await positions.get(collection)
                 saved_at = 0
                 async for change in changes(self.store, collection, token):
-                    queued = await self.queue(change)
+                    try:
+                        queued = await self._queue_tried(change)
+                    except Undeliverable as exc:
+                        await self._skip(change, str(exc))
+                        queued = True  # saved at once: a restart does not meet it again
                     if queued or now_ms() - saved_at >= SAVE_EVERY_MS:
                         await positions.save(collection, change.resume_token, now_ms())
                         saved_at = now_ms()
@@ -120,12 +136,47 @@ class Outgoing:
                             type(exc).__name__)
                 await asyncio.sleep(min(self.settings.worker_poll_seconds * failures, 10))
 
+    async def _queue_tried(self, change: Change) -> int:
+        """`queue`, telling "the store is away" (raised as it is: the feed resumes from its
+        saved position and meets this change again) from "this change cannot be delivered"
+        (`Undeliverable`): an error converting or shaping it, a payload BSON cannot hold, or any
+        other store error that comes back FEED_TRIES times."""
+        for attempt in range(1, FEED_TRIES + 1):
+            try:
+                return await self.queue(change)
+            except (asyncio.CancelledError, ConnectionFailure, Undeliverable):
+                raise
+            except PyMongoError as exc:
+                if attempt == FEED_TRIES:
+                    raise Undeliverable(f"the store refused its delivery "
+                                        f"({type(exc).__name__})") from exc
+                await asyncio.sleep(self.settings.worker_poll_seconds * attempt)
+            except Exception as exc:
+                # Converting or shaping it, a payload BSON cannot carry (bson's own errors)…
+                raise Undeliverable(f"it could not be made into a delivery "
+                                    f"({type(exc).__name__})") from exc
+        raise AssertionError("unreachable")
+
+    async def _skip(self, change: Change, why: str) -> None:
+        """Record on each webhook that wanted `change` that it was skipped, and why."""
+        kind = event_type(change)
+        error = f"a change to {change.collection} was skipped: {why}"[:1000]
+        hooks = [w for w in await self._subscribed() if w.wants(kind)]
+        log.warning("webhook feed on %s: skipped a change for %d webhook(s): %s",
+                    change.collection, len(hooks), why)
+        at = now_ms()
+        for hook in hooks:
+            await self.store.webhooks.record(hook.id, at, error)
+
     async def queue(self, change: Change) -> int:
-        """Queue `change` for every subscribed webhook that wants it; returns how many."""
+        """Queue `change` for every subscribed webhook that wants it; returns how many.
+        Raises `Undeliverable` for a change whose document cannot be read."""
         kind = event_type(change)
         hooks = [w for w in await self._subscribed() if w.wants(kind)]
         if not hooks:
             return 0
+        if change.unreadable:
+            raise Undeliverable(change.unreadable)
         payload = await self._payload(change)
         if payload is None:
             return 0
@@ -149,7 +200,7 @@ class Outgoing:
             return channel_json(value)
         try:
             view = await self.gateway.get_conversation(value.id)
-        except Exception:  # the channel row is gone: nothing meaningful to send
+        except NotFound:  # gone since, or its channel is: nothing meaningful to send
             return None
         return {**conversation_json(view), "channel_id": value.channel_id}
 
@@ -166,10 +217,14 @@ class Outgoing:
         return sum(sent)
 
     async def _drain(self, hook: Webhook) -> int:
+        async def dropped(why: str) -> None:
+            error = f"a queued delivery could not be read and was dropped: {why}"
+            await self.store.webhooks.record(hook.id, now_ms(), error[:1000])
+
         sent = 0
         lease_ms = int((self.settings.webhook_timeout_seconds * 2 + 5) * 1000)
         while not self.gateway.stopping:
-            head = await self.store.deliveries.head(hook.id)
+            head = await self.store.deliveries.head(hook.id, now_ms(), dropped)
             if head is None or not await self.store.deliveries.claim(head.id, now_ms(), lease_ms):
                 return sent  # empty, not due yet, or being sent by another process
             if not await self._send(hook, head):
@@ -179,17 +234,32 @@ class Outgoing:
 
     async def _send(self, hook: Webhook, delivery: Delivery) -> bool:
         """Post one delivery. True when it left the queue (taken, or given up)."""
-        body = body_of(delivery)
-        headers = {**hook.headers, "Content-Type": "application/json"}
-        if hook.signature_key:
-            headers[SIGNATURE_HEADER] = signature(hook.signature_key, body)
         error = None
         try:
+            check_webhook_headers(hook.headers)  # a webhook stored before they were checked
+            body = body_of(delivery)
+            headers = {**hook.headers, "Content-Type": "application/json"}
+            if hook.signature_key:
+                headers[SIGNATURE_HEADER] = signature(hook.signature_key, body)
             response = await self._http.post(hook.url, content=body, headers=headers)
             if not 200 <= response.status_code < 300:
                 error = f"the receiver answered {response.status_code}"
-        except httpx.HTTPError as exc:
-            error = f"the receiver could not be reached ({type(exc).__name__})"
+        except asyncio.CancelledError:
+            raise
+        except InvalidInput as exc:
+            error = f"the webhook's {exc.message}"
+        except httpx.TransportError as exc:
+            if isinstance(exc, httpx.LocalProtocolError):  # what we would send is not HTTP
+                error = f"the delivery could not be sent ({type(exc).__name__})"
+            elif isinstance(exc.__cause__, NotPublic):  # refused by gateway.egress: say why
+                error = str(exc.__cause__)
+            else:
+                error = f"the receiver could not be reached ({type(exc).__name__})"
+        except Exception as exc:
+            # Anything else fails this delivery too: a header HTTP cannot carry (a webhook
+            # stored before headers were checked), a URL httpx refuses… Named by its type only:
+            # its text may quote a header's value or the key.
+            error = f"the delivery could not be sent ({type(exc).__name__})"
         now = now_ms()
         await self.store.webhooks.record(hook.id, now, error)
         if error is None:

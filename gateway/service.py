@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import random
 import re
+import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -31,10 +33,13 @@ from gateway.domain import (
     Page,
     SenderType,
     Tag,
+    WEBHOOK_SIGNATURE_HEADER,
     Webhook,
+    is_graph_id,
     new_id,
     now_ms,
 )
+from gateway.egress import parse_address, refusal, why_not_public
 from gateway.errors import (
     Conflict,
     Forbidden,
@@ -51,6 +56,15 @@ log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 100
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")  # RFC 9110 token
+# An RFC 9110 field value in ASCII: visible characters, with spaces and tabs only between them.
+HEADER_VALUE = re.compile(r"(?:[\x21-\x7e](?:[ \t]*[\x21-\x7e])*)?")
+# Headers of a webhook's deliveries that the gateway sets itself, or that would change how the
+# request is framed or carried: a webhook cannot give them.
+RESERVED_HEADERS = frozenset({
+    "host", "content-length", "transfer-encoding", "connection", "content-type",
+    WEBHOOK_SIGNATURE_HEADER.lower(), "keep-alive", "proxy-connection", "te", "trailer",
+    "upgrade", "expect",
+})
 # Our message id rides in the Send API's `metadata`, so the echo Meta sends back names it.
 ECHO_METADATA_PREFIX = "mg:"
 MESSAGING_TYPES = ("RESPONSE", "UPDATE", "MESSAGE_TAG")
@@ -61,6 +75,10 @@ INVALID_TOKEN = 190  # Graph API: the access token expired, was revoked or is ma
 PROFILE_MAX_REFUSALS = 5
 # A job whose subject never got stored (its request failed in between) is dropped after this.
 ORPHAN_JOB_MS = 60_000
+# A message an event brings has an id derived from the event's key: applying the event again
+# (Meta's retry, the unprocessed-events worker) finds the message it stored before, even one
+# without a mid.
+INBOUND_MESSAGE_IDS = uuid.UUID("5b0f3c9e-2d2a-4c55-9a53-0e6f7d1c2b41")
 
 
 class GraphApi(Protocol):
@@ -83,6 +101,7 @@ class IngestResult:
     applied: int = 0
     duplicates: int = 0
     ignored: int = 0
+    invalid: int = 0  # kept raw in the events log, never applied
 
 
 class Gateway:
@@ -105,8 +124,8 @@ class Gateway:
         """Subscribe the app to the page, then store it; a Graph refusal stores nothing."""
         check_storable([page_id, page_token, name, image_url], "channel")
         page_id, page_token = page_id.strip(), page_token.strip()
-        if not page_id.isdigit():
-            raise InvalidInput("page_id must be the numeric id of a Facebook page")
+        if not is_graph_id(page_id):
+            raise InvalidInput("page_id must be the numeric id of a Facebook page (1 to 32 digits)")
         if not page_token:
             raise InvalidInput("page_token must not be empty")
         if not name or image_url is None:
@@ -198,19 +217,17 @@ class Gateway:
             of_source = await self.store.channels.ids_of_source(where.source)
             chosen = where.channel_ids if where.channel_ids is not None else of_source
             where.channel_ids = [c for c in chosen if c in of_source]
-        items, cursors, more, total = await self.store.conversations.page(
-            where, cursor, page_size
-        )
-        views = await self._views(items)
-        by_id = dict(zip([c.id for c in items], cursors))
-        return Page(items=views, cursors=[by_id[v.conversation.id] for v in views],
-                    has_more=more, previous_cursor=cursor, total=total)
+        page = await self.store.conversations.page(where, cursor, page_size)
+        views = await self._views(page.items)
+        by_id = dict(zip([c.id for c in page.items], page.cursors))
+        return replace(page, items=views, cursors=[by_id[v.conversation.id] for v in views])
 
     async def get_conversation(self, conversation_id: str) -> ConversationView:
         conversation = await self.store.conversations.get(conversation_id)
-        if conversation is None:
+        views = await self._views([conversation]) if conversation else []
+        if not views:  # none, or it (or its channel) cannot be read
             raise NotFound(f"conversation {conversation_id} not found")
-        return (await self._views([conversation]))[0]
+        return views[0]
 
     async def messages_by_ids(self, ids: list[str]) -> list[Message | None]:
         """For DataLoaders: one query for any number of ids, answers in the order asked."""
@@ -249,7 +266,9 @@ class Gateway:
             raise NotFound(f"conversation {conversation_id} not found")
 
     async def _views(self, conversations) -> list[ConversationView]:
-        """Join channels and last messages with one query each, whatever the page size."""
+        """Join channels and last messages with one query each, whatever the page size. A
+        conversation whose channel cannot be read is left out; one whose last message cannot be
+        read shows none (the store skips what it cannot read, with a warning)."""
         channels = await self.store.channels.many([c.channel_id for c in conversations])
         last_ids = [c.last_message_id for c in conversations if c.last_message_id]
         messages = await self.store.messages.many(last_ids) if last_ids else {}
@@ -267,11 +286,7 @@ class Gateway:
         _check_page_size(page_size)
         if await self.store.conversations.get(conversation_id) is None:
             raise NotFound(f"conversation {conversation_id} not found")
-        items, cursors, more, total = await self.store.messages.page(
-            conversation_id, cursor, page_size
-        )
-        return Page(items=items, cursors=cursors, has_more=more, previous_cursor=cursor,
-                    total=total)
+        return await self.store.messages.page(conversation_id, cursor, page_size)
 
     async def send_message(
         self,
@@ -396,8 +411,11 @@ class Gateway:
     @staticmethod
     async def _subject_missing(queue: JobRepo, job: Job) -> None:
         """What the job is about is not stored: not yet (look again in a second), or never
-        (its request failed, or it lost a race to create it): then the job is dropped."""
-        if now_ms() - job.created_at > ORPHAN_JOB_MS:
+        (its request failed, or it lost a race to create it): then the job is dropped. Stored
+        but unreadable, it will not become readable by itself: the job is parked."""
+        if await queue.subject_unreadable(job.id):
+            await queue.park(job.id, "what it is about cannot be read")
+        elif now_ms() - job.created_at > ORPHAN_JOB_MS:
             await queue.done(job.id)
         else:
             await queue.retry_at(job.id, now_ms() + 1000, job.attempts)
@@ -430,7 +448,10 @@ class Gateway:
             await self.store.tags.get(tag_id) is not None
         if not found:
             raise NotFound(f"tag {tag_id} not found")
-        return await self.store.tags.get(tag_id)
+        tag = await self.store.tags.get(tag_id)
+        if tag is None:  # stored, but it cannot be read
+            raise NotFound(f"tag {tag_id} not found")
+        return tag
 
     async def delete_tag(self, tag_id: str) -> None:
         """Delete the tag and take it off every conversation."""
@@ -493,15 +514,16 @@ class Gateway:
         signature_key: str | None = None,
     ) -> Webhook:
         """Subscribe a new webhook, or (given the id of one) change it and subscribe it again."""
-        if webhook_id and await self.store.webhooks.get(webhook_id):
+        if webhook_id and await self.store.webhooks.exists(webhook_id):
             return await self.update_webhook(webhook_id, url=url, name=name, events=events,
                                              headers=headers, signature_key=signature_key,
                                              subscribed=True)
         now = now_ms()
         webhook = Webhook(
-            id=webhook_id or new_id(), url=_webhook_url(url), name=_webhook_name(name),
+            id=webhook_id or new_id(), name=_webhook_name(name),
+            url=_webhook_url(url, self.settings.webhook_allow_private),
             events=_webhook_events(events) if events is not None else list(WEBHOOK_EVENTS),
-            headers=_webhook_headers(headers or {}), subscribed=True, created_at=now,
+            headers=check_webhook_headers(headers or {}), subscribed=True, created_at=now,
             updated_at=now, signature_key=_webhook_key(signature_key or ""),
         )
         if not await self.store.webhooks.insert(webhook):  # the same id, subscribed just now
@@ -518,13 +540,13 @@ class Gateway:
     ) -> Webhook:
         changes: dict[str, Any] = {"updated_at": now_ms()}
         if url is not None:
-            changes["url"] = _webhook_url(url)
+            changes["url"] = _webhook_url(url, self.settings.webhook_allow_private)
         if name is not None:
             changes["name"] = _webhook_name(name)
         if events is not None:
             changes["events"] = _webhook_events(events)
         if headers is not None:
-            changes["headers"] = _webhook_headers(headers)
+            changes["headers"] = check_webhook_headers(headers)
         if signature_key is not None:
             changes["signature_key"] = _webhook_key(signature_key)
         if subscribed is not None:
@@ -599,7 +621,13 @@ class Gateway:
         """Store the events, then apply each once. Returns when all are stored and applied."""
         result = IngestResult(received=len(events))
         pending = await self.store.events.record(events, now_ms())
-        result.duplicates = len(events) - len(pending)
+        invalid = Counter((e.page_id, e.invalid) for e in events if e.invalid)
+        for (page_id, reason), count in invalid.items():  # the reason never quotes the event
+            log.warning("kept %d invalid event(s) %s aside, not applied: %s", count,
+                        f"of page {page_id}" if page_id else "of an entry without a page id",
+                        reason)
+        result.invalid = sum(invalid.values())
+        result.duplicates = len(events) - result.invalid - len(pending)
         await self._apply_all(pending, result)
         return result
 
@@ -614,6 +642,8 @@ class Gateway:
         channels: dict[str, Channel | None] = {}
         run: list[tuple[Channel, InboundEvent]] = []
         for event in events:
+            if event.invalid:  # never applied (the events log keeps it, marked processed)
+                continue
             if event.page_id not in channels:
                 channels[event.page_id] = await self.store.channels.by_page(event.page_id)
             channel = channels[event.page_id]
@@ -654,7 +684,10 @@ class Gateway:
 
     async def _apply_messages(self, run: list[tuple[Channel, InboundEvent]]) -> None:
         """Messages, postbacks and echoes: one conversation lookup per channel, one insert for
-        all, one update per conversation; a message stored before (same mid) is not stored again."""
+        all, one update per conversation; a message stored before (same mid, or same event) is
+        not stored again. One the same event stored (a try that failed, or ran at the same time)
+        is counted unread unless that try counted it; one another event stored (the same mid
+        sent again, changed) is that event's to count."""
         run = [(channel, event) for channel, event in run if event.contact_id]
         if not run:
             return
@@ -679,13 +712,15 @@ class Gateway:
             if message:
                 messages.append(message)
         stored_before = await self.store.messages.insert_many(messages)
-        known: list[Message] = []
-        if stored_before:  # make sure their conversations show them (idempotent)
+        ours = {m.id for m in messages}
+        if stored_before:  # their stored copies: shown by their conversations
             skipped = {m.id for m in stored_before}
-            messages = [m for m in messages if m.id not in skipped]
-            known = list((await self.store.messages.by_mids(
-                [m.source_message_id for m in stored_before if m.source_message_id])).values())
-        await self._note_messages(messages, known)
+            known = await self.store.messages.stored_copies(stored_before)
+            messages = [m for m in messages if m.id not in skipped] + known
+        # A message's id comes from its event, so a stored copy with the id this apply gave it was
+        # stored by this very event: it is counted (unless counted already); one with another id
+        # is another event's to count.
+        await self._note_messages(messages, ours)
 
     async def _message_of(
         self, channel: Channel, conversation: Conversation, event: InboundEvent
@@ -705,34 +740,45 @@ class Gateway:
         else:
             sender = SenderType.CONTACT
         return Message(
-            id=new_id(), conversation_id=conversation.id, channel_id=channel.id, content=event.raw,
-            sender_type=sender, state=DeliveryState.DELIVERED, sent_at=event.timestamp,
+            id=str(uuid.uuid5(INBOUND_MESSAGE_IDS, event.key)), conversation_id=conversation.id,
+            channel_id=channel.id, content=event.raw, sender_type=sender,
+            state=DeliveryState.DELIVERED, sent_at=event.timestamp,
             source_message_id=event.source_message_id, kind=event.kind.value,
         )
 
-    async def _note_messages(self, stored: list[Message], known: list[Message]) -> None:
-        """One update per conversation: its newest message, and how many unread messages the
-        person just wrote (`stored` now; `known` were stored before and count no more)."""
+    async def _note_messages(self, messages: list[Message], ours: set[str]) -> None:
+        """One update per conversation: its newest message, and the person's messages among
+        `ours` counted unread (exactly once, however often this runs for them: see
+        note_messages)."""
         newest: dict[str, Message] = {}
-        unread: dict[str, int] = {}
-        for message in [*stored, *known]:
+        unread: dict[str, list[str]] = {}
+        for message in {m.id: m for m in messages}.values():
             current = newest.get(message.conversation_id)
             if current is None or message.sent_at >= current.sent_at:
                 newest[message.conversation_id] = message
-        for message in stored:
-            if message.from_contact:
-                unread[message.conversation_id] = unread.get(message.conversation_id, 0) + 1
+            if message.from_contact and message.id in ours:
+                unread.setdefault(message.conversation_id, []).append(message.id)
         for conversation_id, message in newest.items():
-            await self.store.conversations.note_message(
-                conversation_id, message.id, message.sent_at, unread.get(conversation_id, 0)
+            await self.store.conversations.note_messages(
+                conversation_id, message.id, message.sent_at, unread.get(conversation_id, [])
             )
 
 
-def _webhook_url(url: str) -> str:
+def _webhook_url(url: str, allow_private: bool) -> str:
+    """A receiver URL: http(s), and not an IP literal that delivery would refuse anyway (a name
+    is checked on the addresses it resolves to, when each delivery is made: gateway.egress)."""
     check_storable(url, "url")
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
+    try:
+        parts = urlsplit(url.strip())
+        host, _ = parts.hostname, parts.port  # a malformed host or port raises ValueError
+    except ValueError:
+        host = None
+    if not host or parts.scheme not in ("http", "https") or len(url) > 2000:
         raise InvalidInput("url must be an http or https URL, e.g. https://example.com/hook")
+    address = parse_address(host)
+    reason = why_not_public(address) if address is not None and not allow_private else None
+    if address is not None and reason:
+        raise InvalidInput(f"url: {refusal(host, address, reason)}")
     return url.strip()
 
 
@@ -753,14 +799,28 @@ def _webhook_events(events: list[str]) -> list[str]:
     return [e for e in WEBHOOK_EVENTS if e in events]
 
 
-def _webhook_headers(headers: dict[str, str]) -> dict[str, str]:
+def check_webhook_headers(headers: dict[str, str]) -> dict[str, str]:
+    """The headers a webhook's deliveries carry, as HTTP can send them (REST and GraphQL alike,
+    and the sender, for webhooks stored before they were checked). `InvalidInput` names the
+    header at fault, never its value (which may be a secret)."""
     check_storable(headers, "headers")
     if len(headers) > 30:
         raise InvalidInput("headers: at most 30")
+    seen: set[str] = set()
     for key, value in headers.items():
-        if not HEADER_NAME.fullmatch(key) or not isinstance(value, str) \
-                or any(c in value for c in "\r\n\x00") or len(value) > 4000:
-            raise InvalidInput(f"headers: {key!r} is not a valid header name and text value")
+        name = repr(key) if len(key) <= 100 else repr(key[:100]) + "…"
+        if not HEADER_NAME.fullmatch(key):
+            raise InvalidInput(f"headers: {name} is not a header name (1 to 100 letters, digits "
+                               "and !#$%&'*+-.^_`|~)")
+        if key.lower() in RESERVED_HEADERS:
+            raise InvalidInput(f"headers: {name} cannot be given: the gateway sets it, or it "
+                               "would change how deliveries are sent")
+        if key.lower() in seen:
+            raise InvalidInput(f"headers: {name} is given twice (header names ignore case)")
+        seen.add(key.lower())
+        if not isinstance(value, str) or len(value) > 4000 or not HEADER_VALUE.fullmatch(value):
+            raise InvalidInput(f"headers: the value of {name} must be text of at most 4000 "
+                               "visible ASCII characters, with spaces or tabs only between them")
     return dict(headers)
 
 

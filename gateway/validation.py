@@ -6,6 +6,7 @@ Run at the edge, before any side effect, so a body that cannot be stored is refu
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -13,6 +14,21 @@ from gateway.errors import InvalidInput
 
 MAX_DEPTH = 64
 INT64 = 2**63
+
+
+def load_json(raw: bytes | str, what: str = "request body") -> Any:
+    """Parse JSON that came in (a REST or GraphQL body, a websocket message) and `check_storable`
+    it: whatever is wrong raises `InvalidInput` saying what, never another error."""
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{what} is not valid JSON: it is not UTF-8 text") from None
+    except RecursionError:  # the parser's own limit, far above MAX_DEPTH
+        raise InvalidInput(f"{what} is nested more than {MAX_DEPTH} levels deep") from None
+    except ValueError:
+        raise InvalidInput(f"{what} is not valid JSON") from None
+    check_storable(data, what)
+    return data
 
 
 def check_storable(value: Any, what: str = "request body") -> None:

@@ -19,6 +19,7 @@ import pytest
 
 from gateway.sources.facebook.signature import sign
 from tests.fake_graph import FakeGraph, FakeGraphServer
+from tests.receiver import Receiver, ReceiverServer
 
 APP_SECRET = "test-app-secret"
 APP_ID = "424242"
@@ -114,6 +115,24 @@ def graph_server() -> Iterator[FakeGraph]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def receiver_server() -> Iterator[Receiver]:
+    """An outgoing-webhook receiver on loopback, one per test module."""
+    server = ReceiverServer()
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+def receiver(receiver_server: Receiver) -> Receiver:
+    """The receiver, emptied and answering 200 again for each test."""
+    with receiver_server.lock:
+        receiver_server.received.clear()
+        receiver_server.fail_next = 0
+        receiver_server.refused = 0
+    return receiver_server
+
+
 @pytest.fixture
 def graph(graph_server: FakeGraph) -> FakeGraph:
     """The fake Graph API, emptied for each test."""
@@ -151,14 +170,17 @@ class GatewayProcess:
                 raise RuntimeError(f"gateway did not start:\n{self.log()}")
             time.sleep(0.1)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 15) -> float:
+        """SIGTERM, then SIGKILL after `timeout` s; how long it took to exit (0: not running)."""
+        started = time.monotonic()
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(15)
+                self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        return time.monotonic() - started
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as when a machine dies."""
@@ -200,6 +222,8 @@ def start_gateway(nx_url: str, graph_server: FakeGraph, tmp_path: Path):
             "WORKER_POLL_SECONDS": "0.1",
             "SEND_MAX_ATTEMPTS": "4",
             "LOG_LEVEL": "INFO",
+            # The tests' webhook receiver listens on 127.0.0.1.
+            "WEBHOOK_ALLOW_PRIVATE": "1",
             **env,
         }
         gw = GatewayProcess(settings, tmp_path / f"gateway-{len(started)}.log").start()

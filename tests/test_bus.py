@@ -43,7 +43,7 @@ def test_a_slow_subscriber_is_closed_with_a_reason_and_others_go_on():
 
     fast_seen, slow_seen, remaining = asyncio.run(scenario())
     assert fast_seen == list(range(10))
-    assert slow_seen == [0, 1, 2]  # what it had queued before the cut, in order
+    assert slow_seen == []  # what it had queued was let go at the cut, not kept for it
     assert remaining == 0  # both ended: neither is still registered
 
 

@@ -7,9 +7,10 @@ import json
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from gateway.domain import is_graph_id, now_ms
 from gateway.errors import InvalidInput
 from gateway import rest
-from gateway.sources.facebook.webhook import parse_envelope
+from gateway.sources.facebook.webhook import EARLIEST_MS, LATEST_AHEAD_MS, parse_envelope
 from tests import payloads
 from tests.conftest import connect_page
 
@@ -54,7 +55,14 @@ def test_the_webhook_parser_refuses_or_reads_never_crashes(body):
         assert exc.message
         return
     for event in events:
-        assert event.key and event.page_id and event.raw is not None
+        assert event.key
+        if event.invalid:  # kept raw in the events log, never applied
+            continue
+        # What the edge promises of every event it lets through to be applied:
+        assert is_graph_id(event.page_id) and event.raw is not None
+        assert EARLIEST_MS <= event.timestamp <= now_ms() + LATEST_AHEAD_MS
+        assert event.contact_id is None or is_graph_id(event.contact_id)
+        assert event.watermark is None or EARLIEST_MS <= event.watermark
 
 
 @settings(max_examples=300, deadline=None)

@@ -179,18 +179,25 @@ def test_errors_a_user_can_fix_have_a_message_and_a_code(gateway, graph):
 
 
 def test_unexpected_errors_are_masked(gateway, graph):
-    inbound(gateway, graph)
-    # A damaged document in the store makes the resolver fail in a way no user can fix.
+    channel, _ = inbound(gateway, graph, psid="5001")
+    inbound(gateway, graph, psid="5002", channel=channel)
+    ids = [edge["node"]["id"] for edge in
+           gql(gateway, CONVERSATIONS, {"first": 2})["data"]["conversations"]["edges"]]
+    # An index another tool added to the store makes the resolver fail in a way no user can
+    # fix. (A damaged document no longer does: it is skipped, and reads as not found.)
     client = pymongo.MongoClient(gateway.env["MONGODB_URL"])
     db = client[gateway.env["MONGODB_DATABASE"]]
-    db.conversations.insert_one({"_id": "broken-conversation", "last_message_at": 1})
-    result = gql(gateway, '{ conversation(id: "broken-conversation") { id } }')
+    db.conversations.create_index("state", unique=True,
+                                  partialFilterExpression={"state": {"$type": "string"}})
     client.close()
+    set_state = "mutation ($id: ID!) { setConversationState(id: $id, state: \"X\") { id } }"
+    assert "errors" not in gql(gateway, set_state, {"id": ids[0]})
+    result = gql(gateway, set_state, {"id": ids[1]})
     assert result["data"] is None
     assert result["errors"][0]["message"] == "Unexpected error."
     assert result["errors"][0]["extensions"] == {"code": "INTERNAL_SERVER_ERROR"}
-    assert "KeyError" not in str(result) and "channel_id" not in str(result)
-    assert "KeyError" in gateway.log()  # the operator still sees what happened
+    assert "DuplicateKey" not in str(result) and "index" not in str(result)
+    assert "DuplicateKeyError" in gateway.log()  # the operator still sees what happened
 
 
 def test_depth_token_and_alias_limits(start_gateway):

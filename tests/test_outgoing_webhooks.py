@@ -4,34 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterator
-
-import pytest
 
 from tests import payloads
 from tests.conftest import connect_page, wait_for
-from tests.receiver import Receiver, ReceiverServer
+from tests.receiver import Receiver
 from tests.test_airy_more import gql
 
 # Not hex, so no uuid in the log can contain it by chance.
 HEADER_VALUE = "tok-Zq9-receiver-secret"
 FAST = {"WEBHOOK_TIMEOUT_SECONDS": "2", "WEBHOOK_RETRY_SECONDS": "60"}
-
-
-@pytest.fixture(scope="module")
-def receiver_server() -> Iterator[Receiver]:
-    server = ReceiverServer()
-    yield server.start()
-    server.stop()
-
-
-@pytest.fixture
-def receiver(receiver_server: Receiver) -> Receiver:
-    with receiver_server.lock:
-        receiver_server.received.clear()
-        receiver_server.fail_next = 0
-        receiver_server.refused = 0
-    return receiver_server
 
 
 def subscribe(gw, **body) -> dict:

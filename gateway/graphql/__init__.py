@@ -46,10 +46,14 @@ def graphql_app(settings: Settings) -> GatewayGraphQL:
     schema = build_schema(settings)
     multiplexer = Multiplexer(
         schema, queue_size=settings.subscription_queue_size,
+        queue_bytes=int(settings.subscription_queue_mb * 2**20),
         max_tokens=settings.graphql_max_tokens, cache_size=settings.graphql_cache_size,
     ) if settings.subscription_multiplex else None
     return GatewayGraphQL(schema, system_token=settings.system_token,
                           max_subscriptions=settings.ws_max_subscriptions,
+                          init_timeout_seconds=settings.ws_init_timeout_seconds,
+                          max_tokens=settings.graphql_max_tokens,
+                          cache_size=settings.graphql_cache_size,
                           multiplexer=multiplexer)
 
 

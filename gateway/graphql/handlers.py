@@ -1,16 +1,31 @@
-"""Strawberry's two websocket protocols, with subscriptions served from multiplexed groups.
+"""Strawberry's two websocket protocols, hardened, with subscriptions served from multiplexed
+groups.
 
 Only running an operation changes: connection_init, auth, ping, the per-connection limit and
 `complete`/`stop` stay strawberry's. A document that is not one subscription (or any document,
 with multiplexing off) runs exactly as strawberry runs it.
+
+What a client sends is checked here, at the edge, before strawberry reads it: every frame must be
+JSON text that is one of its protocol's messages with the fields that message needs (strawberry
+reads `message["type"]`, `message["payload"]["query"]` and so on as they come, and a frame such as
+`[]`, `null` or `{"id": "1"}` raised an uncaught error). A frame that is not is refused: the socket
+is closed with 4400 and a short reason, and one log line says so. A legacy `graphql-ws` socket that
+has not sent `connection_init` within the timeout is closed with 4408, as strawberry closes a
+`graphql-transport-ws` one.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from starlette.websockets import WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -20,7 +35,130 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types.execution import PreExecutionError
 
+from gateway.errors import InvalidInput
 from gateway.graphql.multiplex import Member, Multiplexer, encode
+from gateway.validation import load_json
+
+log = logging.getLogger(__name__)
+
+INIT_TIMEOUT_REASON = "Connection initialisation timeout"  # strawberry's words for the same close
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """A frame that is not JSON text (binary, not JSON, nested too deep), and why."""
+
+    reason: str
+
+
+class FrameAdapter(ASGIWebSocketAdapter):
+    """Strawberry's websocket adapter, yielding every frame: one that is not JSON text comes as
+    `Malformed` for the handler to refuse (strawberry's raises or skips it, by protocol)."""
+
+    async def iter_json(self, *, ignore_parsing_errors: bool = False
+                        ) -> AsyncGenerator[object, None]:
+        while self.ws.application_state == WebSocketState.CONNECTED:
+            try:
+                message = await self.ws.receive()
+            except (WebSocketDisconnect, RuntimeError):  # gone, or closed meanwhile
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if not isinstance(text, str):
+                yield Malformed("binary frames are not accepted: send JSON text")
+                continue
+            try:
+                yield load_json(text, "the message")
+            except InvalidInput as exc:
+                yield Malformed(exc.message)
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class _Request(_Message):
+    query: str
+    variables: dict[str, Any] | None = None
+    operationName: str | None = None
+    extensions: dict[str, Any] | None = None
+
+
+class _Init(_Message):
+    type: Literal["connection_init"]
+    payload: Any = None  # strawberry answers a payload that is not an object, as each protocol says
+
+
+class _Ping(_Message):
+    type: Literal["ping", "pong"]
+    payload: dict[str, Any] | None = None
+
+
+class _Subscribe(_Message):
+    type: Literal["subscribe", "start"]
+    id: str
+    payload: _Request
+
+
+class _Complete(_Message):
+    type: Literal["complete", "stop"]
+    id: str
+
+
+class _Terminate(_Message):
+    type: Literal["connection_terminate"]
+
+
+TRANSPORT_MESSAGES: Mapping[str, type[_Message]] = {
+    "connection_init": _Init, "ping": _Ping, "pong": _Ping, "subscribe": _Subscribe,
+    "complete": _Complete}
+LEGACY_MESSAGES: Mapping[str, type[_Message]] = {
+    "connection_init": _Init, "start": _Subscribe, "stop": _Complete,
+    "connection_terminate": _Terminate}
+_WHAT_IS_WRONG = {"missing": "is required", "string_type": "must be a string",
+                  "dict_type": "must be an object", "model_type": "must be an object"}
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return {str: "a string", list: "an array", type(None): "null"}.get(type(value), "an object")
+
+
+def frame_problem(frame: object, messages: Mapping[str, type[_Message]]) -> str | None:
+    """What is wrong with a frame for a protocol whose client messages are `messages`; None if
+    nothing. The answer names types and fields, never what the frame holds."""
+    if isinstance(frame, Malformed):
+        return frame.reason
+    if not isinstance(frame, dict):
+        return f"a message must be a JSON object, not {_json_type(frame)}"
+    kind = frame.get("type")
+    model = messages.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        known = ", ".join(messages)
+        return (f"unknown message type, expected one of: {known}" if "type" in frame else
+                f"a message needs a type, one of: {known}")
+    try:
+        model.model_validate(frame)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(part) for part in error["loc"])
+        return f"{kind} message: {where} {_WHAT_IS_WRONG.get(error['type'], error['msg'])}"
+    return None
+
+
+async def _close(websocket: Any, code: int, reason: str) -> None:
+    """Close, unless the socket went away first."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        await websocket.close(code=code, reason=reason[:120])  # a close reason holds 123 bytes
+
+
+async def _refuse(websocket: Any, protocol: str, problem: str) -> None:
+    log.info("websocket (%s) closed with 4400: %s", protocol, problem)
+    await _close(websocket, 4400, problem)
 
 
 async def _send_frames(websocket: Any, prefix: str, member: Member) -> PreExecutionError | None:
@@ -33,7 +171,7 @@ async def _send_frames(websocket: Any, prefix: str, member: Member) -> PreExecut
         if isinstance(item, PreExecutionError):
             return item
         try:
-            await websocket.ws.send_text(prefix + item + "}")
+            await member.send(websocket.ws.send_text(prefix + item + "}"))
         except (WebSocketDisconnect, RuntimeError) as exc:  # the socket is gone or closing
             raise WebSocketDisconnected from exc
     return None
@@ -48,6 +186,16 @@ def _multiplexer(handler: Any, query: str, operation_name: str | None) -> Multip
 
 
 class TransportWSHandler(BaseGraphQLTransportWSHandler):
+    async def handle_message(self, message: Any) -> None:
+        problem = frame_problem(message, TRANSPORT_MESSAGES)
+        if problem is not None:
+            await _refuse(self.websocket, "graphql-transport-ws", problem)
+            return
+        await super().handle_message(message)
+
+    async def handle_invalid_message(self, error_message: str) -> None:
+        await _refuse(self.websocket, "graphql-transport-ws", error_message)
+
     async def run_operation(self, operation: Operation) -> None:
         multiplexer = _multiplexer(self, operation.query, operation.operation_name)
         if multiplexer is None:
@@ -66,6 +214,32 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler):
 
 
 class LegacyWSHandler(BaseGraphQLWSHandler):
+    initialised = False  # connection_init received
+
+    async def handle(self) -> None:
+        timer = asyncio.create_task(self._close_unless_initialised())
+        try:
+            await super().handle()
+        finally:
+            timer.cancel()
+
+    async def _close_unless_initialised(self) -> None:
+        await asyncio.sleep(self.view.connection_init_wait_timeout.total_seconds())
+        if not self.initialised:
+            await _close(self.websocket, 4408, INIT_TIMEOUT_REASON)
+
+    async def handle_message(self, message: Any) -> None:
+        problem = frame_problem(message, LEGACY_MESSAGES)
+        if problem is not None:
+            await _refuse(self.websocket, "graphql-ws", problem)
+            return
+        if message["type"] == "connection_init":
+            if self.initialised:  # strawberry would start one more keep-alive task each time
+                await _close(self.websocket, 4429, "Too many initialisation requests")
+                return
+            self.initialised = True
+        await super().handle_message(message)
+
     async def handle_async_results(self, operation_id: str, query: str,
                                    operation_name: str | None,
                                    variables: dict[str, object] | None) -> None:

@@ -5,8 +5,10 @@ Run per client, a subscription costs a GraphQL execution and a JSON encoding per
 with a thousand inboxes watching `messageCreated`, that is a thousand identical executions of every
 message. Here the first client of a (document, variables, operation name) starts a group that
 runs the subscription once; each event's payload is encoded once and the same text is queued for
-every member. Each member keeps its own bounded queue, so one that cannot keep up is cut off with
-SUBSCRIBER_TOO_SLOW alone, as without multiplexing. The group ends when its last member leaves.
+every member. Each member keeps its own queue, bounded in events and in bytes (the shared text
+counts against each member holding it), so one that cannot keep up is cut off with
+SUBSCRIBER_TOO_SLOW alone, as without multiplexing, and what was queued for it is let go at once.
+The group ends when its last member leaves.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import lru_cache
 from typing import Any
 
@@ -51,22 +53,36 @@ def payload_of(result: ExecutionResult) -> str:
 
 
 class Member:
-    """One client's subscription in a group: a bounded queue of payloads, read by its sender."""
+    """One client's subscription in a group: a queue of payloads, read by its sender, of at most
+    `size` payloads and `max_bytes` bytes of them."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, max_bytes: int = 4 * 2**20) -> None:
         self._size = size
+        self._max_bytes = max_bytes
         self._items: deque[Item] = deque()
+        self._bytes = 0  # the payloads' length in the queue (ASCII: characters are bytes)
         self._waiter: asyncio.Future[None] | None = None
+        self._sender: asyncio.Task | None = None  # the task sending a payload, while it does
+        self._dropping = False  # the payload being sent is dropped: the member was cut off
         self.overflowed = False
 
     def offer(self, item: Item) -> None:
         if self.overflowed:
             return
-        if isinstance(item, str) and len(self._items) >= self._size:
-            self.overflowed = True
-            self._items.append(encode({"data": None, "errors": [
-                too_slow(str(SubscriberTooSlow.after(self._size))).formatted]}))
-            item = None
+        if isinstance(item, str):
+            cut = SubscriberTooSlow.check(len(self._items) + 1, self._bytes + len(item),
+                                          self._size, self._max_bytes)
+            if cut is not None:
+                self.overflowed = True
+                self._items.clear()  # not held until the client reads: it may never
+                self._bytes = 0
+                if self._sender is not None:  # nor the payload whose send waits for it
+                    self._dropping = True
+                    self._sender.cancel()
+                self._items.append(encode({"data": None, "errors": [too_slow(str(cut)).formatted]}))
+                item = None
+            else:
+                self._bytes += len(item)
         self._items.append(item)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
@@ -80,9 +96,27 @@ class Member:
             item = self._items.popleft()
             if item is None:
                 return
+            if isinstance(item, str) and not self.overflowed:
+                self._bytes -= len(item)
             yield item
             if isinstance(item, PreExecutionError):
                 return
+
+    async def send(self, sending: Awaitable[None]) -> None:
+        """Await `sending`, a payload's frame. A client that stops reading holds a send until its
+        buffers drain, maybe for ever: if the member is cut off meanwhile, the send is given up
+        and its frame let go (nothing of it was written: the server writes a frame whole once
+        the socket can take more), and the sender goes on to say why."""
+        task = asyncio.current_task()
+        self._sender = task
+        try:
+            await sending
+        except asyncio.CancelledError:
+            if not self._dropping or task is None or task.uncancel() > 0:
+                raise  # cancelled by someone else too (the client's `complete`, the socket)
+        finally:
+            self._sender = None
+            self._dropping = False
 
 
 class _GroupBus:
@@ -113,12 +147,14 @@ class Group:
         self.task: asyncio.Task | None = None
 
     def recount(self) -> None:
+        """Members count as subscribers until they leave or are cut off."""
         if self.source is not None:
-            self.source.listeners = len(self.members)
+            self.source.listeners = sum(not member.overflowed for member in self.members)
 
     def broadcast(self, item: Item) -> None:
         for member in self.members:
             member.offer(item)
+        self.recount()
 
     async def run(self, schema: BaseSchema, forget: Callable[[Group], None]) -> None:
         """Run the subscription once for every member; once it ends no one new may join."""
@@ -145,12 +181,12 @@ class Multiplexer:
     """The groups of one process, by document, operation name and variables."""
 
     def __init__(self, schema: BaseSchema, *, queue_size: int, max_tokens: int,
-                 cache_size: int) -> None:
+                 cache_size: int, queue_bytes: int = 4 * 2**20) -> None:
         self._schema = schema
         self._queue_size = queue_size
+        self._queue_bytes = queue_bytes
         self._groups: dict[Key, Group] = {}
-        self.is_subscription: Callable[[str, str | None], bool] = lru_cache(cache_size)(
-            lambda query, operation_name: _is_subscription(query, operation_name, max_tokens))
+        self.is_subscription = subscription_test(max_tokens, cache_size)
 
     @contextlib.asynccontextmanager
     async def join(self, query: str, variables: dict[str, Any] | None,
@@ -162,7 +198,7 @@ class Multiplexer:
             group = self._groups[key] = Group(key, context)
             group.task = asyncio.create_task(group.run(self._schema, self._forget),
                                              name="subscription-group")
-        member = Member(self._queue_size)
+        member = Member(self._queue_size, self._queue_bytes)
         group.members.add(member)
         group.recount()
         try:
@@ -182,6 +218,13 @@ class Multiplexer:
 
 def encode_key(variables: dict[str, Any] | None) -> str:
     return json.dumps(variables or {}, sort_keys=True, separators=(",", ":"))
+
+
+def subscription_test(max_tokens: int, cache_size: int) -> Callable[[str, str | None], bool]:
+    """Whether a document and operation name select one subscription, each pair parsed once
+    (the last `cache_size` kept)."""
+    return lru_cache(cache_size)(
+        lambda query, operation_name: _is_subscription(query, operation_name, max_tokens))
 
 
 def _is_subscription(query: str, operation_name: str | None, max_tokens: int) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from enum import Enum
 from typing import Generic, TypeVar
 
@@ -29,7 +29,7 @@ FetchState = strawberry.enum(domain.FetchState, description="Whether the contact
 
 
 def moment(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return domain.moment(ms)  # exact to the millisecond, up to the last one of year 9999
 
 
 @strawberry.type(description="A connected (or formerly connected) Facebook page.")
@@ -214,7 +214,8 @@ def connection(page: domain.Page, shape) -> Connection:
         page_info=PageInfo(
             has_next_page=page.has_more, has_previous_page=page.previous_cursor is not None,
             start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
+            # After the last document read: past any skipped (unreadable) after the last edge.
+            end_cursor=page.last_cursor,
         ),
         total_count=page.total,
     )

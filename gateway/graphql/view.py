@@ -1,21 +1,37 @@
-"""The `/graphql` endpoint: HTTP (POST and GET), GraphiQL, and websockets in both protocols."""
+"""The `/graphql` endpoint: HTTP (POST and GET), GraphiQL, and websockets in both protocols.
+
+Whatever a request carries is checked before strawberry reads it: the body, GET's `variables`
+and `extensions`, and websocket frames all pass the REST routes' JSON rule
+(`gateway.validation.load_json`: UTF-8, JSON, nesting, what MongoDB can store), a POST body must
+be an object, and a subscription asked for over HTTP is told where the websocket is. Each answers
+400 with a message, never a 500 (strawberry let the parser's and its own errors through).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from datetime import timedelta
+from typing import Any, NoReturn
 
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.dataloader import DataLoader
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLRequestData
+from strawberry.http.parse_content_type import parse_content_type
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.types import ExecutionResult
 
 from gateway.auth import token_matches, token_of
-from gateway.graphql.handlers import LegacyWSHandler, TransportWSHandler
-from gateway.graphql.multiplex import Multiplexer
+from gateway.errors import InvalidInput
+from gateway.graphql.handlers import FrameAdapter, LegacyWSHandler, TransportWSHandler
+from gateway.graphql.multiplex import Multiplexer, subscription_test
 from gateway.service import Gateway
+from gateway.validation import load_json
 
 
 @dataclass
@@ -37,8 +53,10 @@ class Loaders:
 class GatewayGraphQL(GraphQL):
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
+    websocket_adapter_class = FrameAdapter
 
     def __init__(self, schema, *, system_token: str, max_subscriptions: int,
+                 init_timeout_seconds: float, max_tokens: int, cache_size: int,
                  multiplexer: Multiplexer | None = None) -> None:
         super().__init__(
             schema,
@@ -46,9 +64,60 @@ class GatewayGraphQL(GraphQL):
             max_subscriptions_per_connection=max_subscriptions,
             keep_alive=True,
             keep_alive_interval=15,
+            # Both protocols: graphql-transport-ws by strawberry, graphql-ws by LegacyWSHandler.
+            connection_init_wait_timeout=timedelta(seconds=init_timeout_seconds),
         )
         self.system_token = system_token
         self.multiplexer = multiplexer  # None: every subscription runs on its own
+        self.is_subscription = subscription_test(max_tokens, cache_size)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await self.run(request)
+        except HTTPException as exc:  # strawberry's answer is plain text; clients expect JSON
+            response = request_error(exc.status_code, exc.reason)
+        await response(scope, receive, send)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """Bodies and GET's `variables` and `extensions` (frames: `FrameAdapter`)."""
+        try:
+            return load_json(data)
+        except InvalidInput as exc:
+            raise HTTPException(400, exc.message) from None
+
+    async def parse_http_body(self, request: AsyncHTTPRequestAdapter
+                              ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        if request.method == "POST" and \
+                "application/json" in parse_content_type(request.content_type or "")[0]:
+            # strawberry reads an object's fields (and a list as a batch) and fails on the rest
+            first = (await request.get_body()).lstrip()[:1]
+            if first not in (b"{", b"["):
+                self.decode_json(await request.get_body())  # not JSON at all: says so
+                raise HTTPException(400, 'the request body must be a JSON object: '
+                                         '{"query": "…", "variables": {…}}')
+        return await super().parse_http_body(request)
+
+    async def execute_single(self, request: Request, request_adapter: AsyncHTTPRequestAdapter,
+                             sub_response: Response, context: Any, root_value: Any,
+                             request_data: GraphQLRequestData) -> ExecutionResult:
+        query, name = request_data.query, request_data.operation_name
+        if isinstance(query, str) and isinstance(name, str | None) \
+                and self.is_subscription(query, name):
+            self.subscription_over_http(request)
+        return await super().execute_single(request, request_adapter, sub_response, context,
+                                            root_value, request_data)
+
+    def subscription_over_http(self, request: Request) -> NoReturn:
+        """The answer to a subscription sent as a GET or POST: where to open a websocket."""
+        url = request.url.replace(scheme="wss" if request.url.scheme == "https" else "ws",
+                                  query="", fragment="")
+        raise HTTPException(400, f"subscriptions are served over websockets: connect to {url} "
+                                 f"with the {GRAPHQL_TRANSPORT_WS_PROTOCOL} (or legacy "
+                                 f"{GRAPHQL_WS_PROTOCOL}) subprotocol")
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> dict[str, Any]:
         state = request.app.state
@@ -70,3 +139,12 @@ class GatewayGraphQL(GraphQL):
         reason = "the API token is not valid" if presented else \
             'connection_init must carry {"Authorization": "Bearer <token>"}'
         raise ConnectionRejectionError({"message": reason})
+
+
+def request_error(status: int, message: str) -> Response:
+    """A request /graphql refuses: the REST routes' `message`, and GraphQL's `errors` for clients
+    that read those."""
+    error: dict[str, Any] = {"message": message}
+    if status == 400:
+        error["extensions"] = {"code": "BAD_REQUEST"}
+    return JSONResponse({"message": message, "errors": [error]}, status_code=status)

@@ -131,9 +131,11 @@ def build() -> dict[str, Any]:
         responses: dict[str, Any] = {
             "400": _error("The body is not what the route takes; the message names the field."),
             "401": _error("No token (when SYSTEM_TOKEN is set)."),
-            "403": _error("A wrong token, or a disconnected channel."),
+            "403": _error("A wrong token, a disconnected channel, or a browser page on an "
+                          "origin that is neither the gateway's own nor in ALLOWED_ORIGINS."),
             "404": _error("An unknown id."),
             "413": _error("The body is larger than MAX_BODY_BYTES."),
+            "415": _error("A body that is not sent as Content-Type: application/json."),
             "503": _error("The store is unavailable."),
         }
         if spec.answer:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -12,7 +11,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.domain import ConversationFilter
-from gateway.errors import InvalidInput
 from gateway.rest import bodies
 from gateway.rest.shapes import (
     channel_json,
@@ -23,7 +21,7 @@ from gateway.rest.shapes import (
     webhook_json,
 )
 from gateway.service import Gateway
-from gateway.validation import check_storable
+from gateway.validation import load_json
 
 Handler = Callable[[Gateway, Any], Awaitable[Response]]
 
@@ -32,12 +30,7 @@ async def read_json(request: Request) -> Any:
     raw = await request.body()
     if not raw.strip():
         return {}
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise InvalidInput("request body is not valid JSON") from None
-    check_storable(data)
-    return data
+    return load_json(raw)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -24,6 +25,8 @@ from pymongo.monitoring import (
     CommandListener,
     CommandStartedEvent,
     CommandSucceededEvent,
+    ConnectionPoolListener,
+    PoolClearedEvent,
 )
 
 from gateway.domain import (
@@ -31,20 +34,38 @@ from gateway.domain import (
     Contact,
     Conversation,
     ConversationFilter,
+    Count,
     DeliveryState,
-    EventKind,
     FetchState,
     InboundEvent,
+    JsonObject,
     Message,
+    Page,
     SenderType,
     Tag,
+    Timestamp,
+    clamp_ms,
     new_id,
 )
 from gateway.errors import Conflict, InvalidInput
+from gateway.store.documents import Malformed, Unreadable, convert, read, read_all, validate
 from gateway.store.secrets import TokenCipher
 from gateway.store.webhooks import DeliveryRepo, FeedPositions, WebhookRepo
 
+log = logging.getLogger(__name__)
+
 DUPLICATE_KEY = 11000
+Doc = Mapping[str, Any]  # a document as the driver hands it back
+# A conversation keeps a short mark of each of the last messages it counted unread (see
+# note_messages): enough to cover an apply that is tried again minutes later, small enough that
+# the document every change stream reads stays small. A mark is the first 12 hex digits of the
+# message's id (48 bits: two of 50 alike is a chance of about 1 in 10**11).
+UNREAD_WINDOW = 50
+UNREAD_MARK_DIGITS = 12
+
+
+def unread_mark(message_id: str) -> str:
+    return message_id.replace("-", "")[:UNREAD_MARK_DIGITS]
 
 # (collection, keys, options): every index the queries below rely on.
 INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, Any]]] = [
@@ -99,16 +120,45 @@ class Writes(CommandListener):
                 watcher(collection)
 
 
+class Losses(ConnectionPoolListener):
+    """Counts the times the driver lost the server (it clears its connection pool then).
+
+    A change stream opened before a loss is not trusted after it: PyMongo resumes a stream by
+    itself after a network error, and a stream resumed that way across a restart of nx-27017 has
+    been seen to hand back another collection's changes, or none. `changes()` ends such a stream,
+    and its follower opens a new one from the last change it took.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def pool_cleared(self, event: PoolClearedEvent) -> None:
+        self.count += 1
+
+    # The other pool events say nothing about losing the server.
+    def pool_created(self, event: Any) -> None: ...
+    def pool_ready(self, event: Any) -> None: ...
+    def pool_closed(self, event: Any) -> None: ...
+    def connection_created(self, event: Any) -> None: ...
+    def connection_ready(self, event: Any) -> None: ...
+    def connection_closed(self, event: Any) -> None: ...
+    def connection_check_out_started(self, event: Any) -> None: ...
+    def connection_check_out_failed(self, event: Any) -> None: ...
+    def connection_checked_out(self, event: Any) -> None: ...
+    def connection_checked_in(self, event: Any) -> None: ...
+
+
 class Store:
     """One database: channels, conversations, messages and the raw events log."""
 
     def __init__(
         self, client: AsyncMongoClient, database: str, cipher: TokenCipher | None = None,
-        writes: Writes | None = None,
+        writes: Writes | None = None, losses: Losses | None = None,
     ) -> None:
         self.client = client
         self.db = client[database]
         self.writes = writes or Writes()  # this process's writes, for caches to forget
+        self.losses = losses or Losses()  # how often the server was lost, for change streams
         self.channels = ChannelRepo(self.db.channels, cipher or TokenCipher())
         self.conversations = ConversationRepo(self.db.conversations)
         self.messages = MessageRepo(self.db.messages)
@@ -118,20 +168,21 @@ class Store:
         self.deliveries = DeliveryRepo(self.db.webhook_deliveries)
         self.feed_positions = FeedPositions(self.db.webhook_feed)
         # Work queues live apart from what users see, so a lease or a retry is no visible change.
-        self.outbox = JobRepo(self.db.outbox)
-        self.profile_jobs = JobRepo(self.db.profile_jobs)
+        self.outbox = JobRepo(self.db.outbox, subjects=(self.db.messages, _to_message))
+        self.profile_jobs = JobRepo(self.db.profile_jobs,
+                                    subjects=(self.db.conversations, _to_conversation))
 
     @classmethod
     async def connect(
         cls, url: str, database: str, *, timeout_ms: int = 10_000,
         cipher: TokenCipher | None = None,
     ) -> Store:
-        writes = Writes()
+        writes, losses = Writes(), Losses()
         client: AsyncMongoClient = AsyncMongoClient(
             url, serverSelectionTimeoutMS=timeout_ms, tz_aware=True, uuidRepresentation="standard",
-            event_listeners=[writes],
+            event_listeners=[writes, losses],
         )
-        store = cls(client, database, cipher, writes)
+        store = cls(client, database, cipher, writes, losses)
         await store.ping()
         await store.ensure_indexes()
         return store
@@ -156,28 +207,92 @@ class Store:
 # --- cursors --------------------------------------------------------------------------------
 
 
-def encode_cursor(sort_value: int, item_id: str) -> str:
-    raw = f"{sort_value}:{item_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+# A list goes on from a position: after the document at (value, id) in descending (field, _id)
+# order (from the top when there is none), then past `skip` more documents. Positions come from
+# documents as stored, readable or not, so that a page ending on documents it skipped does not
+# leave the next page to read them again. A document whose sort value is no integer of at most
+# 18 digits, or whose id is no string, cannot be a position: it is counted in `skip` instead.
+# (A query after a position matches numbers only, in the order the sort gives them, so what the
+# skip counts is what the next query returns first; other types sort before every number or
+# after, and are met only by a page read from the top.)
+POSITION_LIMIT = 10**18 - 1
 
 
-_CURSOR = re.compile(r"^(-?[0-9]{1,18}):(.+)$", flags=re.ASCII | re.DOTALL)
+@dataclass(frozen=True)
+class Position:
+    value: int | None = None
+    item_id: str | None = None
+    skip: int = 0
+
+    def past(self, doc: Doc, field: str) -> Position:
+        """Where the list is once `doc`, read next from here, is behind."""
+        value, item_id = doc.get(field), doc.get("_id")
+        if isinstance(value, int) and not isinstance(value, bool) \
+                and abs(value) <= POSITION_LIMIT and isinstance(item_id, str):
+            return Position(value, item_id)
+        return Position(self.value, self.item_id, self.skip + 1)
+
+    def query(self, field: str, query: dict[str, Any]) -> dict[str, Any]:
+        """`query`, narrowed to what sorts after this position (before any skip)."""
+        if self.value is None or self.item_id is None:
+            return query
+        after = _after(field, self.value, self.item_id)
+        return {"$and": [query, after]} if query else after
 
 
-def decode_cursor(cursor: str) -> tuple[int, str]:
+def encode_cursor(sort_value: int | None, item_id: str | None, skip: int = 0) -> str:
+    raw = (f"+{skip}/" if skip else "") + \
+        (f"{sort_value}:{item_id}" if sort_value is not None and item_id is not None else "")
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+_CURSOR = re.compile(r"^(?:\+([1-9][0-9]{0,8})/)?(?:(-?[0-9]{1,18}):(.+))?$",
+                     flags=re.ASCII | re.DOTALL)
+
+
+def decode_position(cursor: str) -> Position:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         match = _CURSOR.match(base64.urlsafe_b64decode(padded.encode()).decode())
     except (ValueError, binascii.Error, UnicodeError):
         match = None
-    if match is None:  # only what encode_cursor makes: a 64-bit time and an id
+    if match is None or not (match.group(1) or match.group(2)):
+        # only what encode_cursor makes: a skip, a 64-bit time and an id, or both
         raise InvalidInput("cursor is not one this gateway handed out")
-    return int(match.group(1)), match.group(2)
+    skip = int(match.group(1) or 0)
+    if match.group(2) is None:
+        return Position(skip=skip)
+    return Position(int(match.group(2)), match.group(3), skip)
+
+
+def decode_cursor(cursor: str) -> tuple[int | None, str | None]:
+    position = decode_position(cursor)
+    return position.value, position.item_id
 
 
 def _after(field: str, value: int, item_id: str) -> dict[str, Any]:
     """Items that sort after (value, id) in descending (field, _id) order."""
     return {"$or": [{field: {"$lt": value}}, {field: value, "_id": {"$lt": item_id}}]}
+
+
+def _paged(collection: str, docs: list[Doc], size: int, to: Callable[[Doc], Any], field: str,
+           start: Position, cursor_of: Callable[[Position], str], previous: str | None,
+           total: int) -> Page:
+    """A page of the first `size` of `docs` (read from `start`, one more than the page holds):
+    those that can be read, each with the cursor after it, and the cursor after the last one
+    read, readable or not."""
+    items: list[Any] = []
+    cursors: list[str] = []
+    position = start
+    for doc in docs[:size]:
+        position = position.past(doc, field)
+        item = read(collection, doc, to)
+        if item is not None:
+            items.append(item)
+            cursors.append(cursor_of(position))
+    return Page(items=items, cursors=cursors, has_more=len(docs) > size,
+                previous_cursor=previous, total=total,
+                end_cursor=cursor_of(position) if docs[:size] else None)
 
 
 # --- channels -------------------------------------------------------------------------------
@@ -188,11 +303,14 @@ class ChannelRepo:
         self.c = collection
         self.cipher = cipher
 
-    def _channel(self, doc: dict[str, Any] | None) -> Channel | None:
+    def _channel(self, doc: Doc | None) -> Channel | None:
         channel = _channel(doc)
         if channel:
             channel.page_token = self.cipher.open(channel.page_token)
         return channel
+
+    def _channels(self, docs: list[Doc]) -> list[Channel]:
+        return [channel for doc in docs if (channel := self._channel(doc))]
 
     async def get(self, channel_id: str) -> Channel | None:
         return self._channel(await self.c.find_one({"_id": channel_id}))
@@ -201,8 +319,8 @@ class ChannelRepo:
         return self._channel(await self.c.find_one({"source_channel_id": page_id}))
 
     async def many(self, ids: list[str]) -> dict[str, Channel]:
-        docs = self.c.find({"_id": {"$in": list(set(ids))}})
-        return {doc["_id"]: self._channel(doc) async for doc in docs}
+        docs = await self.c.find({"_id": {"$in": list(set(ids))}}).to_list()
+        return {channel.id: channel for channel in self._channels(docs)}
 
     async def ids_of_source(self, source: str) -> list[str]:
         """Every channel of a source, connected or not (their conversations stay listed)."""
@@ -212,8 +330,7 @@ class ChannelRepo:
         query: dict[str, Any] = {"connected": connected}
         if source:
             query["source"] = source
-        docs = self.c.find(query).sort("created_at", ASCENDING)
-        return [self._channel(doc) async for doc in docs]
+        return self._channels(await self.c.find(query).sort("created_at", ASCENDING).to_list())
 
     async def token_refused(self, channel_id: str, at: int) -> None:
         """Meta no longer accepts the page token: the page must be connected again."""
@@ -234,7 +351,11 @@ class ChannelRepo:
                 return_document=ReturnDocument.AFTER,
             )
             if doc:
-                return self._channel(doc)
+                channel = self._channel(doc)
+                if channel is None:  # stored by something else, in a shape this cannot read
+                    raise Conflict(f"the stored channel of page {page_id} cannot be read "
+                                   "(the gateway's log says why)")
+                return channel
             try:
                 doc = {"_id": new_id(), "source": "facebook", "source_channel_id": page_id,
                        "created_at": at, **values}
@@ -261,17 +382,21 @@ class ChannelRepo:
         return self._channel(doc)
 
 
-def _channel(doc: dict[str, Any] | None) -> Channel | None:
-    if doc is None:
-        return None
-    return Channel(
-        id=doc["_id"], source_channel_id=doc["source_channel_id"], name=doc.get("name") or "",
-        image_url=doc.get("image_url"), connected=bool(doc.get("connected")),
-        created_at=doc.get("created_at", 0), updated_at=doc.get("updated_at", 0),
-        source=doc.get("source", "facebook"), page_token=doc.get("page_token") or "",
-        token_valid=bool(doc.get("token_valid", True)),  # nx-27017 may hand back 0 for False
-        user_data=doc.get("user_data") or {},
-    )
+def _channel(doc: Doc | None) -> Channel | None:
+    """The channel a document holds (its page token still sealed); None: none, or unreadable."""
+    return read("channels", doc, _to_channel)
+
+
+def _to_channel(doc: Doc) -> Channel:
+    return validate(Channel, {
+        "id": doc["_id"], "source_channel_id": doc.get("source_channel_id"),
+        "name": doc.get("name") or "", "image_url": doc.get("image_url"),
+        # nx-27017 may hand back 0 and 1 for booleans: pydantic reads those as bools.
+        "connected": doc.get("connected") or False, "token_valid": doc.get("token_valid", True),
+        "created_at": doc.get("created_at", 0), "updated_at": doc.get("updated_at", 0),
+        "source": doc.get("source", "facebook"), "page_token": doc.get("page_token") or "",
+        "user_data": doc.get("user_data") or {},
+    })
 
 
 # --- conversations --------------------------------------------------------------------------
@@ -292,7 +417,8 @@ class ConversationRepo:
     async def find_many(self, channel_id: str, contact_ids: list[str]) -> dict[str, Conversation]:
         """The conversations of this channel with these people, by contact id: one query."""
         docs = self.c.find({"channel_id": channel_id, "contact_id": {"$in": list(set(contact_ids))}})
-        return {doc["contact_id"]: _conversation(doc) async for doc in docs}
+        found = read_all("conversations", await docs.to_list(), _to_conversation)
+        return {conversation.contact.id: conversation for conversation in found}
 
     async def create(
         self, channel_id: str, contact_id: str, at: int,
@@ -306,6 +432,7 @@ class ConversationRepo:
         doc = {
             "_id": new_id(), "channel_id": channel_id, "contact_id": contact_id,
             "created_at": at, "last_message_at": at, "last_message_id": None, "unread_count": 0,
+            "counted_ids": [],
             "contact": {"display_name": None, "avatar_url": None,
                         "fetch_state": FetchState.PENDING.value, "fetch_error": None},
         }
@@ -314,11 +441,20 @@ class ConversationRepo:
         try:
             await self.c.insert_one(doc)
         except DuplicateKeyError:
-            found = await self.find(channel_id, contact_id)
+            stored = await self.c.find_one({"channel_id": channel_id, "contact_id": contact_id})
+            if stored is None:
+                raise
+            found = _conversation(stored)
+            if found is None and isinstance(stored["_id"], str):
+                # Stored, but it cannot be read (and is skipped where it would be shown): what
+                # the person writes is still kept under it, rather than refused again and again.
+                found = Conversation(id=stored["_id"], channel_id=channel_id,
+                                     contact=Contact(id=contact_id), created_at=at,
+                                     last_message_at=at)
             if found is None:
                 raise
             return found, False
-        return _conversation(doc), True
+        return _to_conversation(doc), True
 
     async def note_message(
         self, conversation_id: str, message_id: str, sent_at: int, unread: int
@@ -336,6 +472,51 @@ class ConversationRepo:
         if unread and result.matched_count == 0:  # older messages arriving late
             await self.c.update_one({"_id": conversation_id},
                                     {"$inc": {"unread_count": int(unread)}})
+
+    async def note_messages(
+        self, conversation_id: str, message_id: str, sent_at: int, unread_ids: list[str]
+    ) -> None:
+        """Make `message_id` the last message if it is the newest, and count each of
+        `unread_ids` (the person's messages) unread exactly once.
+
+        The conversation keeps a mark of each message it counted last (`counted_ids`, see
+        UNREAD_WINDOW), and an update counts only when none of its marks is among them, in the
+        same atomic update that adds them: applying the same messages again (Meta's retry after
+        a failure, the unprocessed-events worker, the same POST twice at once) never counts one
+        twice, and an apply that failed before counting gets them counted by the next. One
+        update in the usual case.
+        """
+        ids = list(dict.fromkeys(unread_mark(i) for i in unread_ids))
+        chunks = [ids[i:i + UNREAD_WINDOW] for i in range(0, len(ids), UNREAD_WINDOW)]
+        newer = {"_id": conversation_id, "last_message_at": {"$lte": sent_at}}
+        last = {"$set": {"last_message_at": sent_at, "last_message_id": message_id}}
+        if chunks:
+            result = await self.c.update_one({**newer, "counted_ids": {"$nin": chunks[0]}},
+                                             {**last, **_counting(chunks[0])})
+            if result.matched_count:
+                chunks.pop(0)
+            else:  # older than the last message, or counted (in part) already
+                await self.c.update_one(newer, last)
+        else:
+            await self.c.update_one(newer, last)
+        for chunk in chunks:
+            await self._count_unread(conversation_id, chunk)
+
+    async def _count_unread(self, conversation_id: str, ids: list[str]) -> None:
+        """Count those of `ids` that are not in the window of counted ids, atomically with it."""
+        for _ in range(10):  # each round counts, or finds some counted by a concurrent apply
+            result = await self.c.update_one(
+                {"_id": conversation_id, "counted_ids": {"$nin": ids}}, _counting(ids))
+            if result.matched_count:
+                return
+            doc = await self.c.find_one({"_id": conversation_id}, {"counted_ids": 1})
+            if doc is None:
+                return
+            counted = set(doc.get("counted_ids") or [])
+            ids = [i for i in ids if i not in counted]
+            if not ids:
+                return
+        raise RuntimeError(f"conversation {conversation_id}: the unread count did not settle")
 
     async def replace_last_message(self, conversation_id: str, old_id: str, new_id: str) -> None:
         await self.c.update_one({"_id": conversation_id, "last_message_id": old_id},
@@ -362,22 +543,17 @@ class ConversationRepo:
         await self.c.update_many({f"tags.{tag_id}": {"$exists": True}},
                                  {"$unset": {f"tags.{tag_id}": ""}})
 
-    async def page(
-        self, where: ConversationFilter, cursor: str | None, size: int
-    ) -> tuple[list[Conversation], list[str], bool, int]:
-        """Newest activity first; returns items, a cursor after each, whether more follow, total."""
+    async def page(self, where: ConversationFilter, cursor: str | None, size: int) -> Page:
+        """Newest activity first: the conversations, a cursor after each and after the page,
+        whether more follow, and how many documents match (unreadable ones too)."""
         query = _conversation_query(where)
         total = await self.c.count_documents(query)
-        if cursor:
-            value, item_id = decode_cursor(cursor)
-            query = {"$and": [query, _after("last_message_at", value, item_id)]} if query \
-                else _after("last_message_at", value, item_id)
-        docs = await self.c.find(query).sort(
+        start = decode_position(cursor) if cursor else Position()
+        docs = await self.c.find(start.query("last_message_at", query)).sort(
             [("last_message_at", DESCENDING), ("_id", DESCENDING)]
-        ).limit(size + 1).to_list()
-        items = [_conversation(doc) for doc in docs[:size]]
-        cursors = [encode_cursor(c.last_message_at, c.id) for c in items]
-        return items, cursors, len(docs) > size, total
+        ).skip(start.skip).limit(size + 1).to_list()
+        return _paged("conversations", docs, size, _to_conversation, "last_message_at", start,
+                      lambda p: encode_cursor(p.value, p.item_id, p.skip), cursor, total)
 
     async def profile_fetched(
         self, conversation_id: str, display_name: str | None, avatar_url: str | None
@@ -396,6 +572,12 @@ class ConversationRepo:
             {"$set": {"contact.fetch_state": FetchState.FAILED.value,
                       "contact.fetch_error": error}},
         )
+
+
+def _counting(ids: list[str]) -> dict[str, Any]:
+    """The update that counts these messages unread and remembers them as counted."""
+    return {"$inc": {"unread_count": len(ids)},
+            "$push": {"counted_ids": {"$each": ids, "$slice": -UNREAD_WINDOW}}}
 
 
 def _conversation_query(where: ConversationFilter) -> dict[str, Any]:
@@ -418,22 +600,36 @@ def _conversation_query(where: ConversationFilter) -> dict[str, Any]:
     return parts[0] if len(parts) == 1 else {"$and": parts}
 
 
-def _conversation(doc: dict[str, Any] | None) -> Conversation | None:
-    if doc is None:
-        return None
+def _conversation(doc: Doc | None) -> Conversation | None:
+    """The conversation a document holds; None: none, or unreadable (skipped with a warning)."""
+    return read("conversations", doc, _to_conversation)
+
+
+def _to_conversation(doc: Doc) -> Conversation:
     contact = doc.get("contact") or {}
-    return Conversation(
-        id=doc["_id"], channel_id=doc["channel_id"], state=doc.get("state"),
-        contact=Contact(
-            id=doc["contact_id"], display_name=contact.get("display_name"),
-            avatar_url=contact.get("avatar_url"),
-            fetch_state=FetchState(contact.get("fetch_state", FetchState.PENDING.value)),
-            fetch_error=contact.get("fetch_error"),
-        ),
-        created_at=doc.get("created_at", 0), last_message_at=doc.get("last_message_at", 0),
-        unread_count=int(doc.get("unread_count", 0)), last_message_id=doc.get("last_message_id"),
-        tag_ids=sorted(doc.get("tags") or {}), user_data=doc.get("user_data") or {},
-    )
+    tags = doc.get("tags") or {}
+    if not isinstance(contact, dict):
+        raise Malformed("contact: not an object")
+    if not isinstance(tags, dict):
+        raise Malformed("tags: not an object")
+    # Its times are those of its first and newest messages, copied from them: one out of range
+    # (a message the store should never have taken, itself skipped) is read as the nearest time
+    # in range, so that the thread stays readable and can take new messages.
+    created, last = (doc.get(name, 0) for name in ("created_at", "last_message_at"))
+    created, last = (clamp_ms(t) if isinstance(t, int) and not isinstance(t, bool) else t
+                     for t in (created, last))
+    return validate(Conversation, {
+        "id": doc["_id"], "channel_id": doc.get("channel_id"), "state": doc.get("state"),
+        "contact": {
+            "id": doc.get("contact_id"), "display_name": contact.get("display_name"),
+            "avatar_url": contact.get("avatar_url"),
+            "fetch_state": contact.get("fetch_state", FetchState.PENDING.value),
+            "fetch_error": contact.get("fetch_error"),
+        },
+        "created_at": created, "last_message_at": last,
+        "unread_count": doc.get("unread_count", 0), "last_message_id": doc.get("last_message_id"),
+        "tag_ids": sorted(tags), "user_data": doc.get("user_data") or {},
+    })
 
 
 # --- messages -------------------------------------------------------------------------------
@@ -465,33 +661,49 @@ class MessageRepo:
             return [messages[error["index"]] for error in errors]
         return []
 
-    async def by_mids(self, mids: list[str]) -> dict[str, Message]:
-        docs = self.c.find({"mid": {"$in": list(set(mids))}})
-        return {doc["mid"]: _message(doc) async for doc in docs}
+    async def stored_copies(self, messages: list[Message]) -> list[Message]:
+        """The stored copies of messages an insert found stored already (by mid; by id for
+        those without one)."""
+        mids = list({m.source_message_id for m in messages if m.source_message_id})
+        ids = list({m.id for m in messages if not m.source_message_id})
+        docs = await self.c.find({"$or": [{"mid": {"$in": mids}}, {"_id": {"$in": ids}}]}).to_list()
+        return read_all("messages", docs, _to_message)
 
     async def get(self, message_id: str) -> Message | None:
         return _message(await self.c.find_one({"_id": message_id}))
 
     async def many(self, ids: list[str]) -> dict[str, Message]:
         docs = self.c.find({"_id": {"$in": list(set(ids))}})
-        return {doc["_id"]: _message(doc) async for doc in docs}
+        found = read_all("messages", await docs.to_list(), _to_message)
+        return {message.id: message for message in found}
 
-    async def page(
-        self, conversation_id: str, cursor: str | None, size: int
-    ) -> tuple[list[Message], list[str], bool, int]:
-        """Newest first. The cursor is the id of the last message of the previous page."""
+    async def page(self, conversation_id: str, cursor: str | None, size: int) -> Page:
+        """Newest first. The cursor is the id of the last message of the previous page; after
+        messages that could not be read, `<id>~<n>`: that many more documents behind it."""
         query: dict[str, Any] = {"conversation_id": conversation_id}
         total = await self.c.count_documents(query)
-        if cursor:
-            anchor = await self.c.find_one({"_id": cursor, "conversation_id": conversation_id})
-            if anchor is None:
-                raise InvalidInput("cursor is not a message of this conversation")
-            query = {"$and": [query, _after("sent_at", anchor["sent_at"], cursor)]}
-        docs = await self.c.find(query).sort(
+        start = await self._start(conversation_id, cursor) if cursor else Position()
+        docs = await self.c.find(start.query("sent_at", query)).sort(
             [("sent_at", DESCENDING), ("_id", DESCENDING)]
-        ).limit(size + 1).to_list()
-        items = [_message(doc) for doc in docs[:size]]
-        return items, [m.id for m in items], len(docs) > size, total
+        ).skip(start.skip).limit(size + 1).to_list()
+        return _paged("messages", docs, size, _to_message, "sent_at", start, _message_cursor,
+                      cursor, total)
+
+    async def _start(self, conversation_id: str, cursor: str) -> Position:
+        def anchor(message_id: str):
+            return self.c.find_one({"_id": message_id, "conversation_id": conversation_id},
+                                   {"sent_at": 1})
+
+        after, skip = await anchor(cursor), 0
+        if after is None and (match := _MESSAGE_CURSOR.fullmatch(cursor)):
+            skip = int(match.group(2))
+            if not match.group(1):
+                return Position(skip=skip)
+            after = await anchor(match.group(1))
+        position = Position().past(after, "sent_at") if after else None
+        if position is None or position.value is None:
+            raise InvalidInput("cursor is not a message of this conversation")
+        return Position(position.value, position.item_id, skip)
 
     async def mark_delivered(self, message_id: str, mid: str | None) -> str | None:
         """Record the delivery; returns the id of a duplicate echo copy removed on the way."""
@@ -527,7 +739,8 @@ class MessageRepo:
         """Suggested replies, merged by id into those the message has."""
         doc = await self.c.find_one_and_update(
             {"_id": message_id},
-            {"$set": {f"suggestions.{key}": value for key, value in suggestions.items()}},
+            keeping_types({"$set": {f"suggestions.{key}": value
+                                    for key, value in suggestions.items()}}),
             return_document=ReturnDocument.AFTER,
         )
         return _message(doc)
@@ -590,18 +803,31 @@ def _message_doc(message: Message) -> dict[str, Any]:
     return doc
 
 
-def _message(doc: dict[str, Any] | None) -> Message | None:
-    if doc is None:
-        return None
-    return Message(
-        id=doc["_id"], conversation_id=doc["conversation_id"], channel_id=doc["channel_id"],
-        content=doc.get("content"), sender_type=SenderType(doc["sender_type"]),
-        state=DeliveryState(doc["state"]), sent_at=doc["sent_at"],
-        source_message_id=doc.get("mid"), error=doc.get("error"), reaction=doc.get("reaction"),
-        read_by_contact=bool(doc.get("read_by_contact")), kind=doc.get("kind", "message"),
-        send_options=doc.get("send_options"), suggestions=doc.get("suggestions") or {},
-        user_data=doc.get("user_data") or {},
-    )
+_MESSAGE_CURSOR = re.compile(r"(.*)~([1-9][0-9]{0,8})", flags=re.DOTALL)
+
+
+def _message_cursor(position: Position) -> str:
+    if not position.skip and position.item_id is not None:
+        return position.item_id
+    return f"{position.item_id or ''}~{position.skip}"
+
+
+def _message(doc: Doc | None) -> Message | None:
+    """The message a document holds; None: none, or unreadable (skipped with a warning)."""
+    return read("messages", doc, _to_message)
+
+
+def _to_message(doc: Doc) -> Message:
+    return validate(Message, {
+        "id": doc["_id"], "conversation_id": doc.get("conversation_id"),
+        "channel_id": doc.get("channel_id"), "content": doc.get("content"),
+        "sender_type": doc.get("sender_type"), "state": doc.get("state"),
+        "sent_at": doc.get("sent_at"), "source_message_id": doc.get("mid"),
+        "error": doc.get("error"), "reaction": doc.get("reaction"),
+        "read_by_contact": doc.get("read_by_contact") or False,
+        "kind": doc.get("kind", "message"), "send_options": doc.get("send_options"),
+        "suggestions": doc.get("suggestions") or {}, "user_data": doc.get("user_data") or {},
+    })
 
 
 # --- tags and user data ---------------------------------------------------------------------
@@ -621,14 +847,16 @@ class TagRepo:
         return tag
 
     async def list(self) -> list[Tag]:
-        return [_tag(doc) async for doc in self.c.find({}).sort("name", ASCENDING)]
+        docs = await self.c.find({}).sort("name", ASCENDING).to_list()
+        return read_all("tags", docs, _to_tag)
 
     async def get(self, tag_id: str) -> Tag | None:
         doc = await self.c.find_one({"_id": tag_id})
-        return _tag(doc) if doc else None
+        return _tag(doc)
 
     async def many(self, ids: list[str]) -> dict[str, Tag]:
-        return {doc["_id"]: _tag(doc) async for doc in self.c.find({"_id": {"$in": list(set(ids))}})}
+        docs = await self.c.find({"_id": {"$in": list(set(ids))}}).to_list()
+        return {tag.id: tag for tag in read_all("tags", docs, _to_tag)}
 
     async def update(self, tag_id: str, changes: dict[str, Any]) -> bool:
         """False when there is no such tag; `Conflict` when another tag has the name."""
@@ -642,11 +870,31 @@ class TagRepo:
         return (await self.c.delete_one({"_id": tag_id})).deleted_count == 1
 
 
-def _tag(doc: dict[str, Any]) -> Tag:
-    return Tag(id=doc["_id"], name=doc["name"], color=doc["color"])
+def _tag(doc: Doc | None) -> Tag | None:
+    """The tag a document holds; None: none, or unreadable (skipped with a warning)."""
+    return read("tags", doc, _to_tag)
+
+
+def _to_tag(doc: Doc) -> Tag:
+    return validate(Tag, {"id": doc["_id"], "name": doc.get("name"), "color": doc.get("color")})
 
 
 USER_DATA_OWNERS = {"message": "messages", "conversation": "conversations", "channel": "channels"}
+
+# A field no document has: pulling from it changes nothing, on either server.
+ABSENT_ARRAY = "_keep_types"
+
+
+def keeping_types(update: dict[str, Any]) -> dict[str, Any]:
+    """`update` in a shape that stores every JSON type as it is, for users' data.
+
+    nx-27017 applies a plain update in SQL, binding each `$set` value as an SQLite parameter, so a
+    bare `true`/`false` (a whole field, or a leaf at a dotted path) is stored as 1/0; objects and
+    lists keep their types, as inserts and replacements do. An update that also pulls from an
+    array field the document lacks is applied to the whole document instead, which keeps every
+    type. On MongoDB, pulling from an absent field does nothing.
+    """
+    return {**update, "$pullAll": {ABSENT_ARRAY: []}}
 
 
 async def merge_user_data(
@@ -664,7 +912,7 @@ async def merge_user_data(
     changes = dict(_merge_paths(doc.get("user_data") or {}, data, "user_data"))
     if changes:
         doc = await collection.find_one_and_update(
-            {"_id": owner_id}, {"$set": changes}, {"user_data": 1},
+            {"_id": owner_id}, keeping_types({"$set": changes}), {"user_data": 1},
             return_document=ReturnDocument.AFTER,
         )
     return (doc or {}).get("user_data") or {}
@@ -690,12 +938,15 @@ class EventRepo:
         self.c = collection
 
     async def record(self, events: list[InboundEvent], at: int) -> list[InboundEvent]:
-        """Store the events; return those still to be applied (new, or stored but not applied)."""
+        """Store the events; return those still to be applied (new, or stored but not applied).
+
+        An invalid event is stored with its reason (`invalid`) as processed already, so that
+        nothing ever applies it, and it is never returned."""
         if not events:
             return []
         unique = {event.key: event for event in events}
         docs = [
-            {**_event_doc(event), "received_at": at, "processed": False}
+            {**_event_doc(event), "received_at": at, "processed": event.invalid is not None}
             for event in unique.values()
         ]
         duplicates: list[str] = []
@@ -709,17 +960,26 @@ class EventRepo:
         if duplicates:
             done = self.c.find({"_id": {"$in": duplicates}, "processed": True}, {"_id": 1})
             applied = {doc["_id"] async for doc in done}
-            return [e for key, e in unique.items() if key not in applied]
-        return list(unique.values())
+            return [e for key, e in unique.items() if key not in applied and e.invalid is None]
+        return [e for e in unique.values() if e.invalid is None]
 
     async def mark_processed(self, keys: list[str]) -> None:
         if keys:
             await self.c.update_many({"_id": {"$in": keys}}, {"$set": {"processed": True}})
 
     async def unprocessed(self, older_than: int, limit: int = 500) -> list[InboundEvent]:
+        """Events stored but not applied, oldest first. One that cannot be read is marked
+        processed, with why (`invalid`), so that it is not picked up again."""
         cursor = self.c.find({"processed": False, "received_at": {"$lte": older_than}})
         docs = await cursor.sort("received_at", ASCENDING).limit(limit).to_list()
-        return [_event(doc) for doc in docs]
+        events: list[InboundEvent] = []
+        for doc in docs:
+            try:
+                events.append(convert("events", doc, _to_event))
+            except Unreadable as exc:
+                await self.c.update_one({"_id": doc["_id"]}, {"$set": {
+                    "processed": True, "invalid": f"cannot be read: {exc.reason}"}})
+        return events
 
 
 _EVENT_FIELDS = [f.name for f in fields(InboundEvent)]
@@ -732,11 +992,10 @@ def _event_doc(event: InboundEvent) -> dict[str, Any]:
     return doc
 
 
-def _event(doc: dict[str, Any]) -> InboundEvent:
+def _to_event(doc: Doc) -> InboundEvent:
     values = {name: doc.get(name) for name in _EVENT_FIELDS if name != "key"}
-    values["kind"] = EventKind(values["kind"])
     values["mids"] = values["mids"] or []
-    return InboundEvent(key=doc["_id"], **values)
+    return validate(InboundEvent, {"key": doc["_id"], **values})
 
 
 # --- work queues ----------------------------------------------------------------------------
@@ -745,16 +1004,29 @@ def _event(doc: dict[str, Any]) -> InboundEvent:
 @dataclass
 class Job:
     id: str  # the id of what the job is about: a message to send, a conversation's contact
-    attempts: int
-    created_at: int
-    data: dict[str, Any]
+    attempts: Count
+    created_at: Timestamp
+    data: JsonObject
+
+
+def _to_job(doc: Doc) -> Job:
+    return validate(Job, {"id": doc["_id"], "attempts": doc.get("attempts", 0),
+                          "created_at": doc.get("created_at", 0), "data": doc.get("data") or {}})
+
+
+PARKED_AT = 2**62  # the `next_at` of a parked job: never due
 
 
 class JobRepo:
-    """Durable work with leases: any process may take a due job, one process at a time."""
+    """Durable work with leases: any process may take a due job, one process at a time.
 
-    def __init__(self, collection) -> None:
+    A job that cannot be read, or whose subject cannot, is parked: kept with why (`parked`),
+    never due again, so that no pass meets it again and again."""
+
+    def __init__(self, collection, subjects: tuple[Any, Callable[[Doc], Any]] | None = None
+                 ) -> None:
         self.c = collection
+        self.subjects = subjects  # the collection of what the jobs are about, and its converter
 
     async def add(self, job_id: str, at: int, data: dict[str, Any] | None = None) -> None:
         try:
@@ -765,16 +1037,34 @@ class JobRepo:
 
     async def claim(self, now: int, lease_ms: int) -> Job | None:
         """Take the most overdue job for `lease_ms`; it comes back if the taker dies."""
-        doc = await self.c.find_one_and_update(
-            {"next_at": {"$lte": now}},
-            {"$set": {"next_at": now + lease_ms}},
-            sort=[("next_at", ASCENDING)],
-            return_document=ReturnDocument.AFTER,
-        )
-        if doc is None:
-            return None
-        return Job(id=doc["_id"], attempts=int(doc.get("attempts", 0)),
-                   created_at=int(doc.get("created_at", 0)), data=doc.get("data") or {})
+        while True:
+            doc = await self.c.find_one_and_update(
+                {"next_at": {"$lte": now}},
+                {"$set": {"next_at": now + lease_ms}},
+                sort=[("next_at", ASCENDING)],
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is None:
+                return None
+            try:
+                return convert(self.c.name, doc, _to_job)
+            except Unreadable as exc:
+                await self.park(doc["_id"], exc.reason)
+
+    async def park(self, job_id: Any, reason: str) -> None:
+        """Never due again; kept, saying why, for someone to look at."""
+        log.warning("parked a job of %s (_id %r), never to be tried again: %s", self.c.name,
+                    job_id, reason)
+        await self.c.update_one({"_id": job_id},
+                                {"$set": {"next_at": PARKED_AT, "parked": reason}})
+
+    async def subject_unreadable(self, job_id: str) -> bool:
+        """Whether what the job is about is stored, but cannot be read."""
+        if self.subjects is None:
+            return False
+        collection, to = self.subjects
+        doc = await collection.find_one({"_id": job_id})
+        return doc is not None and read(collection.name, doc, to) is None
 
     async def retry_at(self, job_id: str, at: int, attempts: int) -> None:
         await self.c.update_one({"_id": job_id}, {"$set": {"next_at": at, "attempts": attempts}})
@@ -785,8 +1075,10 @@ class JobRepo:
 
 # --- change streams -------------------------------------------------------------------------
 
-WATCHED = {"messages": _message, "conversations": _conversation, "channels": _channel,
-           "tags": _tag}
+WATCHED: dict[str, Callable[[Doc], Any]] = {
+    "messages": _to_message, "conversations": _to_conversation, "channels": _to_channel,
+    "tags": _to_tag,
+}
 
 
 @dataclass
@@ -795,8 +1087,10 @@ class Change:
 
     collection: str  # messages, conversations, channels, tags
     operation: str  # insert, update, replace; delete when asked for
-    value: Any  # Message, Conversation, Channel or Tag; None: deleted
+    value: Any  # Message, Conversation, Channel or Tag; None: deleted, or unreadable
     resume_token: Any
+    # Why the document the write left cannot be read (it was warned about); value is None.
+    unreadable: str | None = None
 
 
 async def check_change_streams(store: Store) -> None:
@@ -822,8 +1116,11 @@ async def changes(
 ):
     """Follow one collection (never the whole database) from `resume_after` on. With `deletes`,
     a deleted document (or one deleted before its update could be looked up) comes as a change
-    whose value is None."""
-    convert = WATCHED[collection]
+    whose value is None. A document that cannot be read comes as a change whose value is None and
+    that says why (`unreadable`): never as an error, which would have the stream resumed before
+    it again and again. The stream ends (without an error) once the server has been lost since
+    it opened: the caller opens a new one from the last change it took (see `Losses`)."""
+    to = WATCHED[collection]
     operations = ["insert", "update", "replace", *(["delete"] if deletes else [])]
     pipeline = [{"$match": {"operationType": {"$in": operations}}}]
     clock = asyncio.get_running_loop().time
@@ -834,6 +1131,7 @@ async def changes(
             written.set()
 
     store.writes.watch(wake)
+    losses = store.losses.count
     try:
         async with await store.db[collection].watch(
             pipeline, full_document="updateLookup", resume_after=resume_after,
@@ -846,6 +1144,8 @@ async def changes(
                 written.clear()
                 asked = clock()
                 change = await stream.try_next()
+                if store.losses.count != losses:
+                    return  # resumed by the driver across a loss: not to be trusted
                 if change is None:
                     if clock() - asked < MAX_AWAIT_MS / 2000:
                         with contextlib.suppress(asyncio.TimeoutError):
@@ -859,8 +1159,13 @@ async def changes(
                 document = change.get("fullDocument")
                 if document is None and not deletes:  # deleted before the lookup
                     continue
-                yield Change(collection, change["operationType"],
-                             None if document is None else convert(document),
-                             stream.resume_token)
+                value, unreadable = None, None
+                if document is not None:
+                    try:
+                        value = convert(collection, document, to)
+                    except Unreadable as exc:
+                        unreadable = str(exc)
+                yield Change(collection, change["operationType"], value, stream.resume_token,
+                             unreadable)
     finally:
         store.writes.unwatch(wake)

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import JsonValue
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from gateway.domain import Webhook
+from gateway.domain import Count, Timestamp, Webhook
+from gateway.store.documents import Unreadable, convert, read, read_all, validate
 
 QUEUED, DELIVERED, FAILED = "queued", "delivered", "failed"
 
@@ -39,7 +42,12 @@ class WebhookRepo:
 
     async def list(self, subscribed_only: bool = False) -> list[Webhook]:
         query = {"subscribed": True} if subscribed_only else {}
-        return [_webhook(doc) async for doc in self.c.find(query).sort("created_at", ASCENDING)]
+        docs = await self.c.find(query).sort("created_at", ASCENDING).to_list()
+        return read_all("webhooks", docs, _to_webhook)
+
+    async def exists(self, webhook_id: str) -> bool:
+        """Whether a webhook of that id is stored (readable or not)."""
+        return await self.c.find_one({"_id": webhook_id}, {"_id": 1}) is not None
 
     async def update(self, webhook_id: str, changes: dict[str, Any]) -> Webhook | None:
         doc = await self.c.find_one_and_update(
@@ -66,16 +74,22 @@ def _webhook_doc(webhook: Webhook) -> dict[str, Any]:
     }
 
 
-def _webhook(doc: dict[str, Any] | None) -> Webhook | None:
-    if doc is None:
-        return None
-    return Webhook(
-        id=doc["_id"], url=doc["url"], name=doc.get("name"), events=list(doc.get("events") or []),
-        headers=dict(doc.get("headers") or {}), subscribed=bool(doc.get("subscribed")),
-        created_at=doc.get("created_at", 0), updated_at=doc.get("updated_at", 0),
-        signature_key=doc.get("signature_key") or "", last_success_at=doc.get("last_success_at"),
-        last_error=doc.get("last_error"), last_error_at=doc.get("last_error_at"),
-    )
+def _webhook(doc: Mapping[str, Any] | None) -> Webhook | None:
+    """The webhook a document holds; None: none, or unreadable (skipped with a warning)."""
+    return read("webhooks", doc, _to_webhook)
+
+
+def _to_webhook(doc: Mapping[str, Any]) -> Webhook:
+    return validate(Webhook, {
+        "id": doc["_id"], "url": doc.get("url"), "name": doc.get("name"),
+        "events": doc.get("events") or [], "headers": doc.get("headers") or {},
+        # nx-27017 may hand back 0 and 1 for booleans: pydantic reads those as bools.
+        "subscribed": doc.get("subscribed") or False,
+        "created_at": doc.get("created_at", 0), "updated_at": doc.get("updated_at", 0),
+        "signature_key": doc.get("signature_key") or "",
+        "last_success_at": doc.get("last_success_at"), "last_error": doc.get("last_error"),
+        "last_error_at": doc.get("last_error_at"),
+    })
 
 
 @dataclass
@@ -83,10 +97,10 @@ class Delivery:
     id: str
     webhook_id: str
     type: str  # message.created, message.updated, conversation.updated, channel.updated
-    payload: Any
-    created_at: int
-    next_at: int
-    attempts: int
+    payload: JsonValue
+    created_at: Timestamp
+    next_at: Timestamp
+    attempts: Count
 
 
 class DeliveryRepo:
@@ -108,11 +122,24 @@ class DeliveryRepo:
             return False
         return True
 
-    async def head(self, webhook_id: str) -> Delivery | None:
-        """The oldest delivery still queued: nothing after it goes out before it does."""
-        docs = await self.c.find({"webhook_id": webhook_id, "state": QUEUED}).sort(
-            "seq", ASCENDING).limit(1).to_list()
-        return _delivery(docs[0]) if docs else None
+    async def head(self, webhook_id: str, at: int,
+                   dropped: Callable[[str], Awaitable[None]] | None = None) -> Delivery | None:
+        """The oldest delivery still queued: nothing after it goes out before it does.
+
+        A queued delivery that cannot be read would hold the queue up for good: it leaves the
+        queue as failed, saying why (`invalid`), and `dropped` is told why."""
+        while True:
+            docs = await self.c.find({"webhook_id": webhook_id, "state": QUEUED}).sort(
+                "seq", ASCENDING).limit(1).to_list()
+            if not docs:
+                return None
+            try:
+                return convert("webhook_deliveries", docs[0], _to_delivery)
+            except Unreadable as exc:
+                await self.c.update_one({"_id": docs[0]["_id"]}, {"$set": {
+                    "state": FAILED, "finished_at": at, "invalid": exc.reason}})
+                if dropped:
+                    await dropped(exc.reason)
 
     async def claim(self, delivery_id: str, now: int, lease_ms: int) -> bool:
         """Take a due delivery for `lease_ms`; False when another process has it, or it is
@@ -144,10 +171,12 @@ class DeliveryRepo:
             await self.c.delete_many({"state": state, "finished_at": {"$lt": finished_before}})
 
 
-def _delivery(doc: dict[str, Any]) -> Delivery:
-    return Delivery(id=doc["_id"], webhook_id=doc["webhook_id"], type=doc["type"],
-                    payload=doc.get("payload"), created_at=int(doc.get("created_at", 0)),
-                    next_at=int(doc.get("next_at", 0)), attempts=int(doc.get("attempts", 0)))
+def _to_delivery(doc: Mapping[str, Any]) -> Delivery:
+    return validate(Delivery, {
+        "id": doc["_id"], "webhook_id": doc.get("webhook_id"), "type": doc.get("type"),
+        "payload": doc.get("payload"), "created_at": doc.get("created_at", 0),
+        "next_at": doc.get("next_at", 0), "attempts": doc.get("attempts", 0),
+    })
 
 
 class FeedPositions:

@@ -2,15 +2,24 @@
 
 Page tokens travel as the `access_token` parameter, as Meta documents. httpx logs request URLs at
 INFO level, so `gateway.logs` keeps the httpx loggers at WARNING: no token reaches a log.
+
+Tokens go to Meta and nowhere else. Ids that become path segments (page ids, PSIDs) come from
+webhooks and requests, so the client itself refuses any that is not a Graph API id, quotes every
+segment, and sends nothing whose final URL is not under `FACEBOOK_GRAPH_API_URL` (same scheme,
+host and port, below its path, plain segments only): an id such as `http://elsewhere/x`,
+`//elsewhere/x` or `../x` is refused (`UpstreamRefused`) before any request is made.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
+from gateway.domain import is_graph_id
 from gateway.errors import UpstreamError, UpstreamRefused, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
@@ -25,6 +34,9 @@ SUBSCRIBED_FIELDS = (
 TRANSIENT_CODES = frozenset({1, 2, 4, 17, 32, 341, 613, 80001, 80006})
 # `channels.facebook.explore` reads at most this many pages of `/me/accounts` (100 pages each).
 MAX_PAGES = 50
+# Every path segment this client asks for below the base URL: `me`, `accounts`, `messages`,
+# `subscribed_apps` and ids of digits.
+PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9_]+")
 
 
 class GraphClient:
@@ -43,6 +55,7 @@ class GraphClient:
             transport=transport,
             headers={"User-Agent": "messenger-gateway"},
         )
+        self._base = self._http.base_url  # ends with "/"
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -50,7 +63,7 @@ class GraphClient:
     async def get_page(self, page_id: str, token: str) -> dict[str, Any]:
         """The page's name and picture URL."""
         data = await self._call(
-            "GET", page_id, token, params={"fields": "id,name,picture{url}"}
+            "GET", _path(("page id", page_id)), token, params={"fields": "id,name,picture{url}"}
         )
         return {"id": str(data.get("id", page_id)), "name": data.get("name"),
                 "image_url": _picture_url(data.get("picture"))}
@@ -79,17 +92,18 @@ class GraphClient:
     async def subscribe_app(self, page_id: str, token: str) -> None:
         """Have Meta send this page's Messenger events to the app's webhook."""
         await self._call(
-            "POST", f"{page_id}/subscribed_apps", token,
+            "POST", _path(("page id", page_id), "subscribed_apps"), token,
             params={"subscribed_fields": SUBSCRIBED_FIELDS},
         )
 
     async def unsubscribe_app(self, page_id: str, token: str) -> None:
-        await self._call("DELETE", f"{page_id}/subscribed_apps", token)
+        await self._call("DELETE", _path(("page id", page_id), "subscribed_apps"), token)
 
     async def get_profile(self, psid: str, token: str) -> dict[str, Any]:
         """A person's name and picture, as far as the page may see them."""
         data = await self._call(
-            "GET", psid, token, params={"fields": "first_name,last_name,profile_pic"}
+            "GET", _path(("contact id", psid)), token,
+            params={"fields": "first_name,last_name,profile_pic"},
         )
         name = " ".join(
             str(part) for part in (data.get("first_name"), data.get("last_name")) if part
@@ -106,6 +120,8 @@ class GraphClient:
         tag: str | None = None,
     ) -> str:
         """Send API: deliver `message` to the person; returns Meta's message id."""
+        if not is_graph_id(recipient_id):
+            raise UpstreamRefused("the recipient id is not a Graph API id (1 to 32 digits)")
         body: dict[str, Any] = {
             "recipient": {"id": recipient_id},
             "messaging_type": messaging_type,
@@ -129,8 +145,11 @@ class GraphClient:
         json: Any = None,
     ) -> dict[str, Any]:
         query = {**(params or {}), "access_token": token}
+        request = self._http.build_request(method, path, params=query, json=json)
+        if not self._is_graph_url(request.url):
+            raise UpstreamRefused("refused to call a URL outside FACEBOOK_GRAPH_API_URL")
         try:
-            response = await self._http.request(method, path, params=query, json=json)
+            response = await self._http.send(request)
         except httpx.TimeoutException:
             raise UpstreamUnavailable("the Graph API did not answer in time") from None
         except httpx.TransportError as exc:
@@ -144,6 +163,30 @@ class GraphClient:
         if response.is_success and isinstance(data, dict) and "error" not in data:
             return data
         raise _error_from(response.status_code, data)
+
+    def _is_graph_url(self, url: httpx.URL) -> bool:
+        """Is `url` below the base URL, made of plain segments (no dots, no escapes)?"""
+        base = self._base
+        if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
+            return False
+        path = url.raw_path.split(b"?", 1)[0].decode("ascii", "replace")
+        prefix = base.raw_path.decode("ascii", "replace")
+        if not path.startswith(prefix):
+            return False
+        return all(PLAIN_SEGMENT.fullmatch(part) for part in path[len(prefix):].split("/"))
+
+
+def _path(*segments: str | tuple[str, str]) -> str:
+    """A path below the base URL: each id (given as (what, id)) checked to be a Graph API id,
+    each segment quoted."""
+    parts: list[str] = []
+    for segment in segments:
+        if isinstance(segment, tuple):
+            what, segment = segment
+            if not is_graph_id(segment):
+                raise UpstreamRefused(f"the {what} is not a Graph API id (1 to 32 digits)")
+        parts.append(quote(segment, safe=""))
+    return "/".join(parts)
 
 
 def _error_from(status: int, data: Any) -> UpstreamError:

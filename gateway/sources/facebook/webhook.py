@@ -1,24 +1,49 @@
-"""Parse Meta's webhook envelope into `InboundEvent`s.
+"""Parse Meta's webhook envelope into `InboundEvent`s, checking every field the gateway uses.
 
-The envelope is checked whole before anything is stored, so a bad body is refused as a whole.
-Event kinds this gateway does not model are kept as `UNKNOWN` with their raw JSON, never refused.
+This is the edge: whatever a signed call carries is checked here, so nothing further in meets a
+time out of range or an id that is not Meta's shape (ids become Graph API path segments, times
+become dates on every read).
+
+- A body that is not JSON, not `"object": "page"`, whose `entry` is not a list, or that holds what
+  MongoDB cannot store at all (integers over 64 bits, NaN), is refused whole: 400, nothing stored.
+- An entry or an event that fails a check becomes an *invalid* event: kept raw in the events log
+  with the reason, never applied. The rest of the call is stored and applied as usual, and Meta
+  gets its 200, so one bad event neither blocks the good ones nor makes Meta retry for days.
+- Event kinds this gateway does not model are kept as `UNKNOWN` with their raw JSON.
+- Absent (or null) optional fields mean what they meant before: no timestamp is the time the event
+  was received; a message without a sender or a mid is not a message (`UNKNOWN`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime, timezone
 from typing import Any
 
-from gateway.domain import EventKind, InboundEvent, now_ms
+from gateway.domain import EventKind, InboundEvent, is_graph_id, now_ms
 from gateway.errors import InvalidInput
 from gateway.validation import check_storable
 
 MAX_EVENTS = 10_000
+# Times (event timestamps, delivery and read watermarks) are milliseconds since the epoch: from
+# 2004 (before Facebook) to a day ahead of now (clocks differ a little, never by a day).
+EARLIEST_MS = int(datetime(2004, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
+LATEST_AHEAD_MS = 24 * 3600 * 1000
+MAX_MID_CHARS = 512  # Meta's mids are about 100 characters
+MAX_METADATA_CHARS = 1000  # the Send API's limit on `metadata`
+MAX_REACTION_CHARS = 100  # an emoji (a few code points) or a reaction's name
+MAX_MIDS = 1000  # mids listed in one delivery event
 
 
-def parse_envelope(body: bytes) -> list[InboundEvent]:
-    """Every `entry[].messaging[]` and `entry[].standby[]` event of a webhook POST body."""
+class _Invalid(Exception):
+    """A field fails its check; the message, the reason kept with the event, names the field
+    and never quotes its value."""
+
+
+def parse_envelope(body: bytes, now: int | None = None) -> list[InboundEvent]:
+    """Every `entry[].messaging[]` and `entry[].standby[]` event of a webhook POST body; a
+    broken entry or event comes back as one event marked `invalid`."""
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -31,49 +56,71 @@ def parse_envelope(body: bytes) -> list[InboundEvent]:
     entries = payload.get("entry", [])
     if not isinstance(entries, list):
         raise InvalidInput("entry must be a list")
+    received = now_ms() if now is None else now
     events: list[InboundEvent] = []
-    for index, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise InvalidInput(f"entry[{index}] must be an object")
-        page_id = entry.get("id")
-        if isinstance(page_id, int) and not isinstance(page_id, bool):
-            page_id = str(page_id)
-        if not isinstance(page_id, str) or not page_id:
-            raise InvalidInput(f"entry[{index}].id must be the page id")
-        for list_name in ("messaging", "standby"):
-            items = entry.get(list_name, [])
-            if not isinstance(items, list):
-                raise InvalidInput(f"entry[{index}].{list_name} must be a list")
-            for position, raw in enumerate(items):
-                if not isinstance(raw, dict):
-                    raise InvalidInput(f"entry[{index}].{list_name}[{position}] must be an object")
-                events.append(parse_event(page_id, raw))
+    for entry in entries:
+        events.extend(_entry_events(entry, received))
     if len(events) > MAX_EVENTS:
         raise InvalidInput(f"a webhook call may carry at most {MAX_EVENTS} events")
     return events
 
 
-def parse_event(page_id: str, raw: dict[str, Any]) -> InboundEvent:
-    """Classify one messaging event; what cannot be read is kept as UNKNOWN."""
+def _entry_events(entry: Any, received: int) -> list[InboundEvent]:
+    """The events of one entry; an entry that cannot be read is kept whole as one invalid event."""
+    page_id = ""
+    try:
+        if not isinstance(entry, dict):
+            raise _Invalid("the entry must be a JSON object")
+        page_id = _graph_id(entry.get("id"), "entry.id") or ""
+        if not page_id:
+            raise _Invalid("entry.id must be a Graph API id (1 to 32 digits)")
+        lists: list[list[Any]] = []
+        for list_name in ("messaging", "standby"):
+            items = entry.get(list_name, [])
+            if not isinstance(items, list):
+                raise _Invalid(f"entry.{list_name} must be a list")
+            lists.append(items)
+    except _Invalid as exc:
+        return [InboundEvent(key=event_key("entry:" + page_id, entry), page_id=page_id,
+                             kind=EventKind.UNKNOWN, raw=entry, timestamp=received,
+                             invalid=str(exc))]
+    return [parse_event(page_id, raw, received) for items in lists for raw in items]
+
+
+def parse_event(page_id: str, raw: Any, now: int | None = None) -> InboundEvent:
+    """Classify one messaging event; what is not a kind this gateway models is kept as UNKNOWN,
+    what fails a check as invalid."""
     key = event_key(page_id, raw)
-    timestamp = _int(raw.get("timestamp")) or now_ms()
-    sender = _id_of(raw.get("sender"))
-    recipient = _id_of(raw.get("recipient"))
+    received = now_ms() if now is None else now
+    try:
+        return _read_event(key, page_id, raw, received)
+    except _Invalid as exc:
+        return InboundEvent(key=key, page_id=page_id, kind=EventKind.UNKNOWN, raw=raw,
+                            timestamp=received, invalid=str(exc))
+
+
+def _read_event(key: str, page_id: str, raw: Any, received: int) -> InboundEvent:
+    if not isinstance(raw, dict):
+        raise _Invalid("the event must be a JSON object")
+    timestamp = _time(raw.get("timestamp"), "timestamp", received) or received
+    sender = _party(raw.get("sender"), "sender")
+    recipient = _party(raw.get("recipient"), "recipient")
     event = InboundEvent(
         key=key, page_id=page_id, kind=EventKind.UNKNOWN, raw=raw, timestamp=timestamp,
         contact_id=sender,
     )
     message = raw.get("message")
     if isinstance(message, dict):
-        mid = _str(message.get("mid"))
+        mid = _text(message.get("mid"), "message.mid", MAX_MID_CHARS)
         if message.get("is_echo") is True:
+            app_id = _graph_id(message.get("app_id"), "message.app_id")
+            metadata = _text(message.get("metadata"), "message.metadata", MAX_METADATA_CHARS)
             if recipient and mid:
                 event.kind = EventKind.ECHO
                 event.contact_id = recipient
                 event.source_message_id = mid
-                app_id = message.get("app_id")
-                event.app_id = str(app_id) if isinstance(app_id, (int, str)) else None
-                event.echo_metadata = _str(message.get("metadata"))
+                event.app_id = app_id
+                event.echo_metadata = metadata
         elif sender and mid:
             event.kind = EventKind.MESSAGE
             event.source_message_id = mid
@@ -81,56 +128,88 @@ def parse_event(page_id: str, raw: dict[str, Any]) -> InboundEvent:
     postback = raw.get("postback")
     if isinstance(postback, dict) and sender:
         event.kind = EventKind.POSTBACK
-        event.source_message_id = _str(postback.get("mid"))
+        event.source_message_id = _text(postback.get("mid"), "postback.mid", MAX_MID_CHARS)
         return event
     reaction = raw.get("reaction")
-    if isinstance(reaction, dict) and sender and _str(reaction.get("mid")):
+    if isinstance(reaction, dict) and sender:
+        mid = _text(reaction.get("mid"), "reaction.mid", MAX_MID_CHARS)
         action = reaction.get("action")
-        if action in ("react", "unreact"):
+        if mid and action in ("react", "unreact"):
             event.kind = EventKind.REACTION
-            event.source_message_id = _str(reaction.get("mid"))
+            event.source_message_id = mid
             event.reaction = {
                 "action": action,
-                "emoji": _str(reaction.get("emoji")),
-                "reaction": _str(reaction.get("reaction")),
+                "emoji": _text(reaction.get("emoji"), "reaction.emoji", MAX_REACTION_CHARS),
+                "reaction": _text(reaction.get("reaction"), "reaction.reaction",
+                                  MAX_REACTION_CHARS),
             }
         return event
     for kind, name in ((EventKind.DELIVERY, "delivery"), (EventKind.READ, "read")):
         body = raw.get(name)
         if isinstance(body, dict) and sender:
-            event.watermark = _int(body.get("watermark"))
-            mids = body.get("mids")
-            event.mids = [m for m in mids if isinstance(m, str)] if isinstance(mids, list) else []
+            event.watermark = _time(body.get("watermark"), f"{name}.watermark", received)
+            event.mids = _mids(body.get("mids"), f"{name}.mids")
             if event.watermark is not None or event.mids:
                 event.kind = kind
             return event
     return event
 
 
-def event_key(page_id: str, raw: dict[str, Any]) -> str:
+def event_key(page_id: str, raw: Any) -> str:
     """The same event delivered twice hashes the same, whatever the order of its keys."""
     canonical = json.dumps([page_id, raw], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _id_of(party: Any) -> str | None:
-    if isinstance(party, dict):
-        value = party.get("id")
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-        return _str(value)
-    return None
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
+def _time(value: Any, what: str, received: int) -> int | None:
+    """Milliseconds since the epoch, an integer (1.7e12 is one too), in the sane range; None
+    when absent."""
+    if value is None:
         return None
-    if isinstance(value, int):
-        return value
     if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Invalid(f"{what} must be an integer time in milliseconds")
+    if not EARLIEST_MS <= value <= received + LATEST_AHEAD_MS:
+        raise _Invalid(f"{what} must be a time between 2004-01-01 and a day from now")
+    return value
+
+
+def _graph_id(value: Any, what: str) -> str | None:
+    """A page id, PSID or app id (Meta sends them as strings, app ids as numbers); None when
+    absent."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not is_graph_id(value):
+        raise _Invalid(f"{what} must be a Graph API id (1 to 32 digits)")
+    return value
+
+
+def _party(party: Any, what: str) -> str | None:
+    """The id of a sender or recipient: `{"id": "<digits>"}`; None when absent (an optin's
+    sender may carry a `user_ref` instead)."""
+    if party is None:
+        return None
+    if not isinstance(party, dict):
+        raise _Invalid(f"{what} must be an object with an id")
+    return _graph_id(party.get("id"), f"{what}.id")
+
+
+def _text(value: Any, what: str, limit: int) -> str | None:
+    """A string of at most `limit` characters; None when absent or empty."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise _Invalid(f"{what} must be a string of at most {limit} characters")
+    return value or None
+
+
+def _mids(value: Any, what: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_MIDS:
+        raise _Invalid(f"{what} must be a list of at most {MAX_MIDS} mids")
+    mids = [_text(mid, what, MAX_MID_CHARS) for mid in value]
+    return [mid for mid in mids if mid]
