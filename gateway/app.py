@@ -144,8 +144,6 @@ def create_app(
             ], embedded)
 
     graphql = graphql_app(settings)
-    # Strawberry checks a websocket's Origin too: the same origins as CrossOrigin may connect.
-    graphql.allowed_origins = allowed_origins(settings.allowed_origins)
     routes = [
         *facebook_routes.routes,
         *rest.routes,

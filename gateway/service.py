@@ -320,7 +320,7 @@ class Gateway:
         # Queued first: a message is never stored pending with nothing to deliver it.
         await self.store.outbox.add(sent.id, sent.sent_at, sent.send_options)
         await self.store.messages.insert(sent)
-        await self.store.conversations.note_message(conversation.id, sent.id, sent.sent_at, False)
+        await self.store.conversations.note_messages(conversation.id, sent.id, sent.sent_at, [])
         self.on_send_queued()
         return sent
 

@@ -54,6 +54,7 @@ def graphql_app(settings: Settings) -> GatewayGraphQL:
                           init_timeout_seconds=settings.ws_init_timeout_seconds,
                           max_tokens=settings.graphql_max_tokens,
                           cache_size=settings.graphql_cache_size,
+                          allowed_origins=settings.allowed_origins,
                           multiplexer=multiplexer)
 
 

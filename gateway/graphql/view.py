@@ -9,6 +9,7 @@ be an object, and a subscription asked for over HTTP is told where the websocket
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NoReturn
@@ -57,6 +58,7 @@ class GatewayGraphQL(GraphQL):
 
     def __init__(self, schema, *, system_token: str, max_subscriptions: int,
                  init_timeout_seconds: float, max_tokens: int, cache_size: int,
+                 allowed_origins: Sequence[str] = (),
                  multiplexer: Multiplexer | None = None) -> None:
         super().__init__(
             schema,
@@ -66,6 +68,8 @@ class GatewayGraphQL(GraphQL):
             keep_alive_interval=15,
             # Both protocols: graphql-transport-ws by strawberry, graphql-ws by LegacyWSHandler.
             connection_init_wait_timeout=timedelta(seconds=init_timeout_seconds),
+            # Strawberry checks a websocket's Origin too: the origins CrossOrigin lets through.
+            allowed_origins=allowed_origins,
         )
         self.system_token = system_token
         self.multiplexer = multiplexer  # None: every subscription runs on its own

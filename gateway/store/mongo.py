@@ -456,23 +456,6 @@ class ConversationRepo:
             return found, False
         return _to_conversation(doc), True
 
-    async def note_message(
-        self, conversation_id: str, message_id: str, sent_at: int, unread: int
-    ) -> None:
-        """Make `message_id` the last message if it is the newest; count `unread` more unread
-        messages (a number, or True for one)."""
-        update: dict[str, Any] = {
-            "$set": {"last_message_at": sent_at, "last_message_id": message_id}
-        }
-        if unread:
-            update["$inc"] = {"unread_count": int(unread)}
-        result = await self.c.update_one(
-            {"_id": conversation_id, "last_message_at": {"$lte": sent_at}}, update
-        )
-        if unread and result.matched_count == 0:  # older messages arriving late
-            await self.c.update_one({"_id": conversation_id},
-                                    {"$inc": {"unread_count": int(unread)}})
-
     async def note_messages(
         self, conversation_id: str, message_id: str, sent_at: int, unread_ids: list[str]
     ) -> None:

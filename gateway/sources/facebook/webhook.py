@@ -23,7 +23,7 @@ from typing import Any
 
 from gateway.domain import EventKind, InboundEvent, is_graph_id, now_ms
 from gateway.errors import InvalidInput
-from gateway.validation import check_storable
+from gateway.validation import load_json
 
 MAX_EVENTS = 10_000
 # Times (event timestamps, delivery and read watermarks) are milliseconds since the epoch: from
@@ -44,13 +44,9 @@ class _Invalid(Exception):
 def parse_envelope(body: bytes, now: int | None = None) -> list[InboundEvent]:
     """Every `entry[].messaging[]` and `entry[].standby[]` event of a webhook POST body; a
     broken entry or event comes back as one event marked `invalid`."""
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise InvalidInput("request body is not valid JSON") from None
+    payload = load_json(body)  # the one JSON rule of every body that comes in
     if not isinstance(payload, dict):
         raise InvalidInput("request body must be a JSON object")
-    check_storable(payload)
     if payload.get("object") != "page":
         raise InvalidInput('only "object": "page" webhooks are accepted')
     entries = payload.get("entry", [])
