@@ -12,7 +12,7 @@ import platform
 import time
 from collections.abc import Callable
 
-from bench import fanout, idle, ingest, queries, send
+from bench import fanout, idle, ingest, queries, send, soak
 from bench.common import raise_open_files, table
 
 
@@ -38,7 +38,9 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], str]] = {
     "memory": _memory,
     "send": lambda args: send.run(args.seconds, args.runs),
     "idle": lambda args: idle.run(args.seconds, args.runs),
+    "soak": lambda args: soak.run(args.sizes, args.seconds, args.runs),
 }
+ALL = [name for name in BENCHMARKS if name != "soak"]  # soak's fill alone takes minutes
 
 
 def main() -> None:
@@ -52,12 +54,15 @@ def main() -> None:
                         default=[100, 1000, 5000], help="fan-out sizes (default 100,1000,5000)")
     parser.add_argument("--clients", type=int, default=2,
                         help="websocket client processes (default 2)")
+    parser.add_argument("--sizes", type=lambda text: [int(n) for n in text.split(",")],
+                        default=[1000, 10000, 100000],
+                        help="soak: messages in the store (default 1000,10000,100000)")
     args = parser.parse_args()
     raise_open_files()
     print(f"{os.cpu_count()} cores, {platform.python_implementation()} "
           f"{platform.python_version()}, {platform.machine()}; --seconds {args.seconds:g} "
           f"--runs {args.runs}", flush=True)
-    for name in BENCHMARKS if args.name == "all" else [args.name]:
+    for name in ALL if args.name == "all" else [args.name]:
         started = time.monotonic()
         print(f"\n{BENCHMARKS[name](args)}\n({name}: {time.monotonic() - started:.0f} s)",
               flush=True)

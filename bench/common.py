@@ -174,17 +174,20 @@ class Load:
 Request = Callable[[Http, int], Awaitable[bool]]
 
 
-async def drive_async(url: str, concurrency: int, seconds: float, request: Request) -> Load:
+async def drive_async(url: str, concurrency: int, seconds: float, request: Request,
+                      limit: int = 1 << 62) -> Load:
+    """`concurrency` connections sending `request` back to back, until `seconds` have passed or
+    `limit` requests have been sent, whichever comes first."""
     load = Load()
     deadline = time.monotonic() + seconds
-    counter = iter(range(1 << 62))
+    numbers = iter(range(limit))
 
     async def worker() -> None:
         http = Http(url)
         try:
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and (n := next(numbers, None)) is not None:
                 started = time.monotonic()
-                ok = await request(http, next(counter))
+                ok = await request(http, n)
                 load.latencies.append(time.monotonic() - started)
                 load.requests += ok
                 load.failures += not ok

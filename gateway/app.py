@@ -72,7 +72,7 @@ def create_app(
         embedded = None
         url = settings.mongodb_url
         if not url:
-            embedded = EmbeddedServer(settings.data_dir)
+            embedded = EmbeddedServer(settings.data_dir, settings.store_measure_work)
             await embedded.start()
             url = embedded.url
         try:

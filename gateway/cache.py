@@ -27,7 +27,10 @@ from dataclasses import dataclass, field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # What cached answers are read from. Other collections (raw events, work queues, webhook
-# deliveries) change all the time and no cached answer reads them.
+# deliveries) change all the time and no cached answer reads them. `counters` (the channels'
+# counts of conversations, a list's `total`) is read too, but is never written without a write to
+# the counted conversation after it (the message it came with, its profile): that write forgets
+# what was read in between.
 READ_FROM = frozenset({"channels", "conversations", "messages", "tags"})
 HEADER = b"x-query-cache"
 

@@ -63,6 +63,8 @@ class Settings:
     allow_open_api: bool = False
     # Outgoing webhooks may be posted to loopback, private, link-local and multicast addresses.
     webhook_allow_private: bool = False
+    # The embedded store counts the work of each statement (see gateway/store/nxserve.py).
+    store_measure_work: bool = False
     token_encryption_key: str = field(default="", repr=False)
 
     @classmethod
@@ -176,6 +178,7 @@ class Settings:
             allowed_origins=origins,
             allow_open_api=flag("ALLOW_OPEN_API", cls.allow_open_api),
             webhook_allow_private=flag("WEBHOOK_ALLOW_PRIVATE", cls.webhook_allow_private),
+            store_measure_work=flag("STORE_MEASURE_WORK", False),
         )
 
     def __repr__(self) -> str:  # secrets never reach a log through repr()

@@ -176,6 +176,7 @@ class Conversation:
     created_at: Timestamp
     last_message_at: Timestamp
     unread_count: Count = 0
+    message_count: Count = 0  # messages stored in it, counted as they are stored
     last_message_id: str | None = None
     state: str | None = None  # Airy's conversation state, e.g. OPEN or CLOSED, set by users
     tag_ids: list[str] = field(default_factory=list)

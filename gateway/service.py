@@ -68,6 +68,8 @@ RESERVED_HEADERS = frozenset({
 # Our message id rides in the Send API's `metadata`, so the echo Meta sends back names it.
 ECHO_METADATA_PREFIX = "mg:"
 MESSAGING_TYPES = ("RESPONSE", "UPDATE", "MESSAGE_TAG")
+UNNOTED = "unnoted"  # in a send's job: its conversation has not counted the message yet
+UNCOUNTED = "uncounted"  # in a new conversation's profile job: its channel has not counted it
 MESSAGE_KINDS = (EventKind.MESSAGE, EventKind.POSTBACK, EventKind.ECHO)
 INVALID_TOKEN = 190  # Graph API: the access token expired, was revoked or is malformed
 # Meta refusing a profile (no permission, person gone) this often is taken as final; outages
@@ -136,6 +138,7 @@ class Gateway:
         channel = await self.store.channels.save_connected(
             page_id, name, image_url, page_token, now_ms()
         )
+        await self.store.conversations.count_channel_once(channel.id)  # before a conversation
         log.info("channel %s connected (page %s)", channel.id, page_id)
         return channel
 
@@ -284,9 +287,11 @@ class Gateway:
         self, conversation_id: str, cursor: str | None = None, page_size: int = 20
     ) -> Page:
         _check_page_size(page_size)
-        if await self.store.conversations.get(conversation_id) is None:
+        conversation = await self.store.conversations.get(conversation_id)
+        if conversation is None:
             raise NotFound(f"conversation {conversation_id} not found")
-        return await self.store.messages.page(conversation_id, cursor, page_size)
+        return await self.store.messages.page(conversation_id, cursor, page_size,
+                                              conversation.message_count)
 
     async def send_message(
         self,
@@ -317,10 +322,14 @@ class Gateway:
             sender_type=SenderType.APP, state=DeliveryState.PENDING, sent_at=now_ms(),
             send_options={"messaging_type": messaging_type, "tag": tag},
         )
-        # Queued first: a message is never stored pending with nothing to deliver it.
-        await self.store.outbox.add(sent.id, sent.sent_at, sent.send_options)
+        # Queued first: a message is never stored pending with nothing to deliver it. The job
+        # says the conversation is still to count it until it has: if this stops half-way, the
+        # sender counts it (exactly once: see note_messages).
+        await self.store.outbox.add(sent.id, sent.sent_at, {**sent.send_options, UNNOTED: True})
         await self.store.messages.insert(sent)
-        await self.store.conversations.note_messages(conversation.id, sent.id, sent.sent_at, [])
+        await self.store.conversations.note_messages(conversation.id, sent.id, sent.sent_at,
+                                                     [sent.id])
+        await self.store.outbox.forget(sent.id, UNNOTED)
         self.on_send_queued()
         return sent
 
@@ -364,6 +373,10 @@ class Gateway:
         if message is None:
             await self._subject_missing(self.store.outbox, job)
             return
+        if job.data.get(UNNOTED):  # stored by a send that stopped before counting it
+            await self.store.conversations.note_messages(
+                message.conversation_id, message.id, message.sent_at, [message.id])
+            await self.store.outbox.forget(job.id, UNNOTED)
         if message.state is not DeliveryState.PENDING:
             await self.store.outbox.done(job.id)
             return
@@ -400,6 +413,7 @@ class Gateway:
                 await self.store.conversations.replace_last_message(
                     message.conversation_id, removed, message.id
                 )
+                await self.store.conversations.uncount(message.conversation_id, removed)
         await self.store.outbox.done(job.id)
 
     async def _note_token_refusal(self, channel: Channel, exc: UpstreamError) -> None:
@@ -587,6 +601,9 @@ class Gateway:
             if conversation is None:
                 await self._subject_missing(self.store.profile_jobs, job)
                 continue
+            if job.data.get(UNCOUNTED):  # stored by an apply that stopped before counting it
+                await self.store.conversations.count_new(conversation)
+                await self.store.profile_jobs.forget(job.id, UNCOUNTED)
             attempts = job.attempts + 1
             channel = await self.store.channels.get(conversation.channel_id)
             try:
@@ -702,12 +719,22 @@ class Gateway:
         for channel, event in run:
             key = (channel.id, event.contact_id)
             if key not in conversations:
+                # Its profile job says it is still to be counted until it is: if this stops
+                # half-way, the profile worker counts it (once: see CounterRepo).
+                queued: list[str] = []
+
+                async def queue_profile(new: str) -> None:
+                    queued.append(new)
+                    await self.store.profile_jobs.add(new, now_ms(), {UNCOUNTED: True})
+
                 conversations[key], created = await self.store.conversations.create(
-                    channel.id, event.contact_id, event.timestamp,
-                    before_insert=lambda new: self.store.profile_jobs.add(new, now_ms()),
-                )
+                    channel.id, event.contact_id, event.timestamp, before_insert=queue_profile)
                 if created:
+                    await self.store.conversations.count_new(conversations[key])
+                    await self.store.profile_jobs.forget(conversations[key].id, UNCOUNTED)
                     self.on_profile_due()
+                elif queued:  # another process stored it first: its job is that one's
+                    await self.store.profile_jobs.done(queued[0])
             message = await self._message_of(channel, conversations[key], event)
             if message:
                 messages.append(message)
@@ -747,21 +774,24 @@ class Gateway:
         )
 
     async def _note_messages(self, messages: list[Message], ours: set[str]) -> None:
-        """One update per conversation: its newest message, and the person's messages among
-        `ours` counted unread (exactly once, however often this runs for them: see
+        """One update per conversation: its newest message, and the messages among `ours`
+        counted (the person's unread too), exactly once however often this runs for them (see
         note_messages)."""
         newest: dict[str, Message] = {}
+        new: dict[str, list[str]] = {}
         unread: dict[str, list[str]] = {}
         for message in {m.id: m for m in messages}.values():
             current = newest.get(message.conversation_id)
             if current is None or message.sent_at >= current.sent_at:
                 newest[message.conversation_id] = message
-            if message.from_contact and message.id in ours:
-                unread.setdefault(message.conversation_id, []).append(message.id)
+            if message.id in ours:
+                new.setdefault(message.conversation_id, []).append(message.id)
+                if message.from_contact:
+                    unread.setdefault(message.conversation_id, []).append(message.id)
         for conversation_id, message in newest.items():
             await self.store.conversations.note_messages(
-                conversation_id, message.id, message.sent_at, unread.get(conversation_id, [])
-            )
+                conversation_id, message.id, message.sent_at, new.get(conversation_id, []),
+                unread.get(conversation_id, []))
 
 
 def _webhook_url(url: str, allow_private: bool) -> str:

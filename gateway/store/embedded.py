@@ -67,8 +67,9 @@ def lock_down(directory: Path) -> int:
 class EmbeddedServer:
     """An nx-27017 child serving `data_dir` on a private Unix socket, restarted if it dies."""
 
-    def __init__(self, data_dir: str) -> None:
+    def __init__(self, data_dir: str, measure_work: bool = False) -> None:
         self.data_dir = Path(data_dir).resolve()
+        self.measure_work = measure_work  # see gateway/store/nxserve.py
         self.socket_path = self.data_dir / SOCKET_NAME
         self.restarts = 0  # how many times the supervisor has started the server again
         self._private_dir: Path | None = None  # holds the socket when DATA_DIR's path is too long
@@ -106,7 +107,7 @@ class EmbeddedServer:
                 "--data-dir", str(self.data_dir),
                 "--socket", str(self.socket_path),
                 "--pid-file", str(self.data_dir / "nx-27017.pid"),
-                "--log-file", str(log_path),
+                "--log-file", str(log_path), *(["--measure-work"] if self.measure_work else []),
                 stdin=asyncio.subprocess.DEVNULL, stdout=output, stderr=output,
                 preexec_fn=_in_child,
             )

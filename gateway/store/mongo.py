@@ -4,6 +4,18 @@ Written for what both real MongoDB and the embedded nx-27017 server do the same 
 names of `[a-z_]`, indexes created idempotently by key, fields always present (never queried as
 missing), `_id` kept out of compound indexes, and upserts avoided where an insert that may meet a
 duplicate key says the same thing more plainly.
+
+Every query has a shape both servers answer from an index, with work that follows the page, not
+the data (README, "What a request costs"). nx-27017 answers a query in SQL when it can, and
+otherwise reads the whole collection into Python; so, here:
+- equality on any field but `_id` is written `{"$eq": value}` (`eq`): nx-27017 reads a bare value
+  as "equal, or an array holding it", which no index serves;
+- no `$or`, `$and` or `$nor` at the top of a query (nx-27017 evaluates those in Python over every
+  document), and no range on `_id` (the same): a list goes on from a position with two index
+  lookups instead (`read_after`);
+- no `count_documents` (an aggregation, which nx-27017 runs in Python over every document): totals
+  are counters kept with the writes that change them, or the `count` command, which both servers
+  answer from an index (`count`).
 """
 
 from __future__ import annotations
@@ -49,6 +61,7 @@ from gateway.domain import (
 )
 from gateway.errors import Conflict, InvalidInput
 from gateway.store.documents import Malformed, Unreadable, convert, read, read_all, validate
+from gateway.store.queries import count, eq
 from gateway.store.secrets import TokenCipher
 from gateway.store.webhooks import DeliveryRepo, FeedPositions, WebhookRepo
 
@@ -67,11 +80,15 @@ UNREAD_MARK_DIGITS = 12
 def unread_mark(message_id: str) -> str:
     return message_id.replace("-", "")[:UNREAD_MARK_DIGITS]
 
+
 # (collection, keys, options): every index the queries below rely on.
 INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, Any]]] = [
     ("channels", [("source_channel_id", ASCENDING)], {"unique": True}),
     ("conversations", [("channel_id", ASCENDING), ("contact_id", ASCENDING)], {"unique": True}),
     ("conversations", [("last_message_at", DESCENDING)], {}),
+    ("conversations", [("channel_id", ASCENDING), ("last_message_at", DESCENDING)], {}),
+    ("conversations", [("state", ASCENDING), ("last_message_at", DESCENDING)], {}),
+    ("conversations", [("unread_count", ASCENDING), ("last_message_at", DESCENDING)], {}),
     ("tags", [("name", ASCENDING)], {"unique": True}),
     ("webhook_deliveries", [("webhook_id", ASCENDING), ("state", ASCENDING), ("seq", ASCENDING)],
      {}),
@@ -79,6 +96,11 @@ INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, Any]]] = [
     ("messages", [("mid", ASCENDING)],
      {"unique": True, "partialFilterExpression": {"mid": {"$type": "string"}}}),
     ("messages", [("conversation_id", ASCENDING), ("sent_at", DESCENDING)], {}),
+    # Meta's delivery and read receipts: the page's messages not yet delivered, or not yet read.
+    ("messages", [("conversation_id", ASCENDING), ("state", ASCENDING), ("sent_at", ASCENDING)],
+     {}),
+    ("messages", [("conversation_id", ASCENDING), ("sender_type", ASCENDING),
+                  ("read_by_contact", ASCENDING), ("sent_at", ASCENDING)], {}),
     ("outbox", [("next_at", ASCENDING)], {}),
     ("profile_jobs", [("next_at", ASCENDING)], {}),
     ("events", [("processed", ASCENDING), ("received_at", ASCENDING)], {}),
@@ -160,7 +182,8 @@ class Store:
         self.writes = writes or Writes()  # this process's writes, for caches to forget
         self.losses = losses or Losses()  # how often the server was lost, for change streams
         self.channels = ChannelRepo(self.db.channels, cipher or TokenCipher())
-        self.conversations = ConversationRepo(self.db.conversations)
+        self.counters = CounterRepo(self.db.counters)
+        self.conversations = ConversationRepo(self.db.conversations, self.counters)
         self.messages = MessageRepo(self.db.messages)
         self.events = EventRepo(self.db.events)
         self.tags = TagRepo(self.db.tags)
@@ -185,6 +208,8 @@ class Store:
         store = cls(client, database, cipher, writes, losses)
         await store.ping()
         await store.ensure_indexes()
+        await store.count_stored_messages()
+        await store.count_stored_conversations()
         return store
 
     async def ping(self) -> None:
@@ -199,6 +224,23 @@ class Store:
             if tuple((k, 1) for k, _ in keys) in known:
                 continue
             await collection.create_index(keys, **options)
+
+    async def count_stored_conversations(self) -> None:
+        """Channels stored before each kept a count of its conversations get one, once."""
+        given = 0
+        async for doc in self.channels.c.find({}, {"_id": 1}):
+            given += await self.conversations.count_channel_once(doc["_id"])
+        if given:
+            log.info("counted the conversations of %d channel(s) stored by an earlier version",
+                     given)
+
+    async def count_stored_messages(self) -> None:
+        """Conversations stored before each kept a count of its messages get one, once."""
+        given = await self.conversations.count_messages_once(
+            lambda conversation: count(self.db.messages, {"conversation_id": eq(conversation)}))
+        if given:
+            log.info("counted the messages of %d conversation(s) stored by an earlier version",
+                     given)
 
     async def close(self) -> None:
         await self.client.close()
@@ -232,13 +274,6 @@ class Position:
             return Position(value, item_id)
         return Position(self.value, self.item_id, self.skip + 1)
 
-    def query(self, field: str, query: dict[str, Any]) -> dict[str, Any]:
-        """`query`, narrowed to what sorts after this position (before any skip)."""
-        if self.value is None or self.item_id is None:
-            return query
-        after = _after(field, self.value, self.item_id)
-        return {"$and": [query, after]} if query else after
-
 
 def encode_cursor(sort_value: int | None, item_id: str | None, skip: int = 0) -> str:
     raw = (f"+{skip}/" if skip else "") + \
@@ -270,9 +305,24 @@ def decode_cursor(cursor: str) -> tuple[int | None, str | None]:
     return position.value, position.item_id
 
 
-def _after(field: str, value: int, item_id: str) -> dict[str, Any]:
-    """Items that sort after (value, id) in descending (field, _id) order."""
-    return {"$or": [{field: {"$lt": value}}, {field: value, "_id": {"$lt": item_id}}]}
+async def read_after(collection, query: dict[str, Any], field: str, start: Position,
+                     limit: int) -> list[Doc]:
+    """Up to `limit` documents of `query` in descending (field, _id) order, from `start` on.
+
+    From a position, in two lookups of the index on (…, field) rather than one `$or`: the
+    documents tied with the position's value whose id sorts below its id (a handful at most: ids
+    within one millisecond), then those below the value."""
+    order = [(field, DESCENDING), ("_id", DESCENDING)]
+    if start.value is None or start.item_id is None:
+        return await collection.find(query).sort(order).skip(start.skip).limit(limit).to_list()
+    ties = await collection.find({**query, field: eq(start.value)}).sort(
+        "_id", DESCENDING).to_list()
+    docs = [doc for doc in ties if isinstance(doc["_id"], str) and doc["_id"] < start.item_id]
+    wanted = start.skip + limit
+    if len(docs) < wanted:
+        docs += await collection.find({**query, field: {"$lt": start.value}}).sort(order).limit(
+            wanted - len(docs)).to_list()
+    return docs[start.skip:wanted]
 
 
 def _paged(collection: str, docs: list[Doc], size: int, to: Callable[[Doc], Any], field: str,
@@ -316,7 +366,7 @@ class ChannelRepo:
         return self._channel(await self.c.find_one({"_id": channel_id}))
 
     async def by_page(self, page_id: str) -> Channel | None:
-        return self._channel(await self.c.find_one({"source_channel_id": page_id}))
+        return self._channel(await self.c.find_one({"source_channel_id": eq(page_id)}))
 
     async def many(self, ids: list[str]) -> dict[str, Channel]:
         docs = await self.c.find({"_id": {"$in": list(set(ids))}}).to_list()
@@ -324,17 +374,17 @@ class ChannelRepo:
 
     async def ids_of_source(self, source: str) -> list[str]:
         """Every channel of a source, connected or not (their conversations stay listed)."""
-        return [doc["_id"] async for doc in self.c.find({"source": source}, {"_id": 1})]
+        return [doc["_id"] async for doc in self.c.find({"source": eq(source)}, {"_id": 1})]
 
     async def list(self, source: str | None = None, connected: bool = True) -> list[Channel]:
-        query: dict[str, Any] = {"connected": connected}
+        query: dict[str, Any] = {"connected": eq(connected)}
         if source:
-            query["source"] = source
+            query["source"] = eq(source)
         return self._channels(await self.c.find(query).sort("created_at", ASCENDING).to_list())
 
     async def token_refused(self, channel_id: str, at: int) -> None:
         """Meta no longer accepts the page token: the page must be connected again."""
-        await self.c.update_one({"_id": channel_id, "token_valid": True},
+        await self.c.update_one({"_id": channel_id, "token_valid": eq(True)},
                                 {"$set": {"token_valid": False, "updated_at": at}})
 
     async def save_connected(
@@ -347,7 +397,7 @@ class ChannelRepo:
         }
         for _ in range(2):
             doc = await self.c.find_one_and_update(
-                {"source_channel_id": page_id}, {"$set": values},
+                {"source_channel_id": eq(page_id)}, {"$set": values},
                 return_document=ReturnDocument.AFTER,
             )
             if doc:
@@ -375,7 +425,7 @@ class ChannelRepo:
 
     async def update(self, channel_id: str, changes: dict[str, Any], at: int) -> Channel | None:
         doc = await self.c.find_one_and_update(
-            {"_id": channel_id, "connected": True},
+            {"_id": channel_id, "connected": eq(True)},
             {"$set": {**changes, "updated_at": at}},
             return_document=ReturnDocument.AFTER,
         )
@@ -402,22 +452,73 @@ def _to_channel(doc: Doc) -> Channel:
 # --- conversations --------------------------------------------------------------------------
 
 
-class ConversationRepo:
+class CounterRepo:
+    """Counts kept with the writes that change them: one document per count, which counts each
+    item once (a mark of each of the last UNREAD_WINDOW it counted, checked and added in the same
+    atomic update, as note_messages does), so that counting again after a failure is harmless."""
+
     def __init__(self, collection) -> None:
         self.c = collection
+
+    async def create(self, key: str, value: int) -> None:
+        """Start the count at `value`, unless it exists."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self.c.insert_one({"_id": key, "value": value, "counted_ids": []})
+
+    async def exists(self, key: str) -> bool:
+        return await self.c.find_one({"_id": key}, {"_id": 1}) is not None
+
+    async def add_once(self, key: str, item_id: str) -> bool:
+        """Count the item unless it is counted; False when there is no such count."""
+        mark = unread_mark(item_id)
+        result = await self.c.update_one(
+            {"_id": key, "counted_ids": {"$nin": [mark]}},
+            {"$inc": {"value": 1},
+             "$push": {"counted_ids": {"$each": [mark], "$slice": -UNREAD_WINDOW}}})
+        return bool(result.matched_count) or await self.exists(key)
+
+    async def values(self, keys: list[str]) -> dict[str, int]:
+        docs = await self.c.find({"_id": {"$in": keys}}, {"value": 1}).to_list()
+        return _values(docs)
+
+    async def values_of(self, prefix: str) -> dict[str, int]:
+        """Every count whose key starts with `prefix` (there are a few per channel at most)."""
+        docs = await self.c.find({}, {"value": 1}).to_list()
+        return _values([doc for doc in docs if str(doc["_id"]).startswith(prefix)])
+
+
+def _values(docs: list[Doc]) -> dict[str, int]:
+    return {doc["_id"]: doc["value"] for doc in docs
+            if isinstance(doc.get("value"), int) and not isinstance(doc["value"], bool)}
+
+
+def conversations_of(channel_id: str) -> str:
+    """The key of the count of a channel's conversations."""
+    return f"conversations:{channel_id}"
+
+
+class ConversationRepo:
+    def __init__(self, collection, counters: CounterRepo) -> None:
+        self.c = collection
+        self.counters = counters
 
     async def get(self, conversation_id: str) -> Conversation | None:
         return _conversation(await self.c.find_one({"_id": conversation_id}))
 
     async def find(self, channel_id: str, contact_id: str) -> Conversation | None:
         return _conversation(
-            await self.c.find_one({"channel_id": channel_id, "contact_id": contact_id})
+            await self.c.find_one({"channel_id": eq(channel_id), "contact_id": eq(contact_id)})
         )
 
     async def find_many(self, channel_id: str, contact_ids: list[str]) -> dict[str, Conversation]:
-        """The conversations of this channel with these people, by contact id: one query."""
-        docs = self.c.find({"channel_id": channel_id, "contact_id": {"$in": list(set(contact_ids))}})
-        found = read_all("conversations", await docs.to_list(), _to_conversation)
+        """The conversations of this channel with these people, by contact id: a lookup of the
+        unique index each, at once (nx-27017 serves `$in` on a field other than `_id` by reading
+        every conversation of the channel)."""
+        docs = await asyncio.gather(*(
+            self.c.find_one({"channel_id": eq(channel_id), "contact_id": eq(contact_id)})
+            for contact_id in dict.fromkeys(contact_ids)))
+        found = read_all("conversations", [doc for doc in docs if doc is not None],
+                         _to_conversation)
         return {conversation.contact.id: conversation for conversation in found}
 
     async def create(
@@ -432,7 +533,7 @@ class ConversationRepo:
         doc = {
             "_id": new_id(), "channel_id": channel_id, "contact_id": contact_id,
             "created_at": at, "last_message_at": at, "last_message_id": None, "unread_count": 0,
-            "counted_ids": [],
+            "message_count": 0, "counted_ids": [],
             "contact": {"display_name": None, "avatar_url": None,
                         "fetch_state": FetchState.PENDING.value, "fetch_error": None},
         }
@@ -441,7 +542,8 @@ class ConversationRepo:
         try:
             await self.c.insert_one(doc)
         except DuplicateKeyError:
-            stored = await self.c.find_one({"channel_id": channel_id, "contact_id": contact_id})
+            stored = await self.c.find_one({"channel_id": eq(channel_id),
+                                            "contact_id": eq(contact_id)})
             if stored is None:
                 raise
             found = _conversation(stored)
@@ -457,25 +559,28 @@ class ConversationRepo:
         return _to_conversation(doc), True
 
     async def note_messages(
-        self, conversation_id: str, message_id: str, sent_at: int, unread_ids: list[str]
+        self, conversation_id: str, message_id: str, sent_at: int, new_ids: list[str],
+        unread_ids: list[str] = (),  # type: ignore[assignment]
     ) -> None:
-        """Make `message_id` the last message if it is the newest, and count each of
-        `unread_ids` (the person's messages) unread exactly once.
+        """Make `message_id` the last message if it is the newest, and count each of `new_ids`
+        (messages stored for this conversation) exactly once: in `message_count`, and, for those
+        also in `unread_ids` (the person's), in `unread_count`.
 
         The conversation keeps a mark of each message it counted last (`counted_ids`, see
         UNREAD_WINDOW), and an update counts only when none of its marks is among them, in the
         same atomic update that adds them: applying the same messages again (Meta's retry after
-        a failure, the unprocessed-events worker, the same POST twice at once) never counts one
-        twice, and an apply that failed before counting gets them counted by the next. One
-        update in the usual case.
+        a failure, the unprocessed-events worker, the same POST twice at once, the send worker
+        after a send that failed half-way) never counts one twice, and an apply that failed
+        before counting gets them counted by the next. One update in the usual case.
         """
-        ids = list(dict.fromkeys(unread_mark(i) for i in unread_ids))
+        unread = {unread_mark(i) for i in unread_ids}
+        ids = list(dict.fromkeys(unread_mark(i) for i in [*new_ids, *unread_ids]))
         chunks = [ids[i:i + UNREAD_WINDOW] for i in range(0, len(ids), UNREAD_WINDOW)]
         newer = {"_id": conversation_id, "last_message_at": {"$lte": sent_at}}
         last = {"$set": {"last_message_at": sent_at, "last_message_id": message_id}}
         if chunks:
             result = await self.c.update_one({**newer, "counted_ids": {"$nin": chunks[0]}},
-                                             {**last, **_counting(chunks[0])})
+                                             {**last, **_counting(chunks[0], unread)})
             if result.matched_count:
                 chunks.pop(0)
             else:  # older than the last message, or counted (in part) already
@@ -483,13 +588,13 @@ class ConversationRepo:
         else:
             await self.c.update_one(newer, last)
         for chunk in chunks:
-            await self._count_unread(conversation_id, chunk)
+            await self._count(conversation_id, chunk, unread)
 
-    async def _count_unread(self, conversation_id: str, ids: list[str]) -> None:
+    async def _count(self, conversation_id: str, ids: list[str], unread: set[str]) -> None:
         """Count those of `ids` that are not in the window of counted ids, atomically with it."""
         for _ in range(10):  # each round counts, or finds some counted by a concurrent apply
             result = await self.c.update_one(
-                {"_id": conversation_id, "counted_ids": {"$nin": ids}}, _counting(ids))
+                {"_id": conversation_id, "counted_ids": {"$nin": ids}}, _counting(ids, unread))
             if result.matched_count:
                 return
             doc = await self.c.find_one({"_id": conversation_id}, {"counted_ids": 1})
@@ -499,7 +604,42 @@ class ConversationRepo:
             ids = [i for i in ids if i not in counted]
             if not ids:
                 return
-        raise RuntimeError(f"conversation {conversation_id}: the unread count did not settle")
+        raise RuntimeError(f"conversation {conversation_id}: the counts did not settle")
+
+    async def uncount(self, conversation_id: str, message_id: str) -> None:
+        """A message counted here was removed (a second copy of the same echo)."""
+        mark = unread_mark(message_id)
+        await self.c.update_one({"_id": conversation_id, "counted_ids": eq(mark)},
+                                {"$inc": {"message_count": -1}, "$pull": {"counted_ids": mark}})
+
+    async def count_new(self, conversation: Conversation) -> None:
+        """Count a conversation just stored in its channel's count, once."""
+        key = conversations_of(conversation.channel_id)
+        if not await self.counters.add_once(key, conversation.id):
+            # A channel connected by an earlier version since this process started: its count
+            # starts from the index (this conversation is stored, so it is in it).
+            await self.count_channel_once(conversation.channel_id)
+
+    async def count_channel_once(self, channel_id: str) -> int:
+        """Give a channel with no count of its conversations one, counted from the index;
+        returns 1 if it was given one."""
+        key = conversations_of(channel_id)
+        if await self.counters.exists(key):
+            return 0
+        await self.counters.create(key, await count(self.c, {"channel_id": eq(channel_id)}))
+        return 1
+
+    async def count_messages_once(self, count_of: Callable[[str], Awaitable[int]]) -> int:
+        """Give every conversation stored before counters were kept its `message_count`
+        (counted from the index, once); returns how many were given one."""
+        given = 0
+        async for doc in self.c.find({"message_count": {"$exists": False}}, {"_id": 1}):
+            n = await count_of(doc["_id"])
+            result = await self.c.update_one(
+                {"_id": doc["_id"], "message_count": {"$exists": False}},
+                {"$set": {"message_count": n}})
+            given += result.modified_count
+        return given
 
     async def replace_last_message(self, conversation_id: str, old_id: str, new_id: str) -> None:
         await self.c.update_one({"_id": conversation_id, "last_message_id": old_id},
@@ -522,7 +662,8 @@ class ConversationRepo:
         return result.matched_count == 1
 
     async def drop_tag(self, tag_id: str) -> None:
-        """A deleted tag leaves every conversation that carried it."""
+        """A deleted tag leaves every conversation that carried it (reading every conversation:
+        no index holds tags, and deleting a tag is rare)."""
         await self.c.update_many({f"tags.{tag_id}": {"$exists": True}},
                                  {"$unset": {f"tags.{tag_id}": ""}})
 
@@ -530,13 +671,21 @@ class ConversationRepo:
         """Newest activity first: the conversations, a cursor after each and after the page,
         whether more follow, and how many documents match (unreadable ones too)."""
         query = _conversation_query(where)
-        total = await self.c.count_documents(query)
+        total = await self._total(where, query)
         start = decode_position(cursor) if cursor else Position()
-        docs = await self.c.find(start.query("last_message_at", query)).sort(
-            [("last_message_at", DESCENDING), ("_id", DESCENDING)]
-        ).skip(start.skip).limit(size + 1).to_list()
+        docs = await read_after(self.c, query, "last_message_at", start, size + 1)
         return _paged("conversations", docs, size, _to_conversation, "last_message_at", start,
                       lambda p: encode_cursor(p.value, p.item_id, p.skip), cursor, total)
+
+    async def _total(self, where: ConversationFilter, query: dict[str, Any]) -> int:
+        """How many conversations match: from the channels' counts when only channels narrow
+        the list, else counted by the server from an index (the conversations that match)."""
+        if query.keys() - {"channel_id"}:
+            return await count(self.c, query)
+        if where.channel_ids is None:  # every channel's, connected or not
+            return sum((await self.counters.values_of(conversations_of(""))).values())
+        keys = [conversations_of(c) for c in dict.fromkeys(where.channel_ids)]
+        return sum((await self.counters.values(keys)).values())
 
     async def profile_fetched(
         self, conversation_id: str, display_name: str | None, avatar_url: str | None
@@ -557,30 +706,34 @@ class ConversationRepo:
         )
 
 
-def _counting(ids: list[str]) -> dict[str, Any]:
-    """The update that counts these messages unread and remembers them as counted."""
-    return {"$inc": {"unread_count": len(ids)},
+def _counting(ids: list[str], unread: set[str]) -> dict[str, Any]:
+    """The update that counts these messages (those in `unread` unread too) and remembers them
+    as counted."""
+    return {"$inc": {"message_count": len(ids), "unread_count": len(unread.intersection(ids))},
             "$push": {"counted_ids": {"$each": ids, "$slice": -UNREAD_WINDOW}}}
 
 
 def _conversation_query(where: ConversationFilter) -> dict[str, Any]:
-    parts: list[dict[str, Any]] = []
+    """One condition per field, never `$and` (see the module's docstring). One channel, or one
+    state, is served by its index on (…, last_message_at); other filters are checked on the
+    conversations read in last-activity order until the page is full."""
+    query: dict[str, Any] = {}
     if where.channel_ids is not None:
-        parts.append({"channel_id": {"$in": where.channel_ids}})
+        channels = list(dict.fromkeys(where.channel_ids))  # none: no conversation matches
+        query["channel_id"] = eq(channels[0]) if len(channels) == 1 else {"$in": channels}
     if where.state is not None:
-        parts.append({"state": where.state})
+        query["state"] = eq(where.state)
     for tag_id in where.tag_ids or []:
-        parts.append({f"tags.{tag_id}": {"$exists": True}})
+        query[f"tags.{tag_id}"] = {"$exists": True}
     if where.unread is True:
-        parts.append({"unread_count": {"$gt": 0}})
+        query["unread_count"] = {"$gt": 0}
     elif where.unread is False:
-        parts.append({"unread_count": 0})
+        query["unread_count"] = eq(0)
     if where.display_name:
-        parts.append({"contact.display_name": {"$regex": re.escape(where.display_name),
-                                               "$options": "i"}})
-    if not parts:
-        return {}
-    return parts[0] if len(parts) == 1 else {"$and": parts}
+        # Case-insensitive by an inline flag: nx-27017 runs a `$regex` with `$options` in Python
+        # over every document, and one without in SQL (MongoDB takes both).
+        query["contact.display_name"] = {"$regex": "(?i)" + re.escape(where.display_name)}
+    return query
 
 
 def _conversation(doc: Doc | None) -> Conversation | None:
@@ -610,7 +763,8 @@ def _to_conversation(doc: Doc) -> Conversation:
             "fetch_error": contact.get("fetch_error"),
         },
         "created_at": created, "last_message_at": last,
-        "unread_count": doc.get("unread_count", 0), "last_message_id": doc.get("last_message_id"),
+        "unread_count": doc.get("unread_count", 0), "message_count": doc.get("message_count", 0),
+        "last_message_id": doc.get("last_message_id"),
         "tag_ids": sorted(tags), "user_data": doc.get("user_data") or {},
     })
 
@@ -649,7 +803,10 @@ class MessageRepo:
         those without one)."""
         mids = list({m.source_message_id for m in messages if m.source_message_id})
         ids = list({m.id for m in messages if not m.source_message_id})
-        docs = await self.c.find({"$or": [{"mid": {"$in": mids}}, {"_id": {"$in": ids}}]}).to_list()
+        # By mid, one lookup of the unique index each (see find_many on `$in`).
+        docs = [doc for doc in await asyncio.gather(*(
+            self.c.find_one({"mid": eq(mid)}) for mid in mids)) if doc is not None]
+        docs += await self.c.find({"_id": {"$in": ids}}).to_list() if ids else []
         return read_all("messages", docs, _to_message)
 
     async def get(self, message_id: str) -> Message | None:
@@ -660,21 +817,20 @@ class MessageRepo:
         found = read_all("messages", await docs.to_list(), _to_message)
         return {message.id: message for message in found}
 
-    async def page(self, conversation_id: str, cursor: str | None, size: int) -> Page:
+    async def page(self, conversation_id: str, cursor: str | None, size: int, total: int
+                   ) -> Page:
         """Newest first. The cursor is the id of the last message of the previous page; after
-        messages that could not be read, `<id>~<n>`: that many more documents behind it."""
-        query: dict[str, Any] = {"conversation_id": conversation_id}
-        total = await self.c.count_documents(query)
+        messages that could not be read, `<id>~<n>`: that many more documents behind it.
+        `total` is the conversation's count of its messages (kept as they are stored)."""
+        query: dict[str, Any] = {"conversation_id": eq(conversation_id)}
         start = await self._start(conversation_id, cursor) if cursor else Position()
-        docs = await self.c.find(start.query("sent_at", query)).sort(
-            [("sent_at", DESCENDING), ("_id", DESCENDING)]
-        ).skip(start.skip).limit(size + 1).to_list()
+        docs = await read_after(self.c, query, "sent_at", start, size + 1)
         return _paged("messages", docs, size, _to_message, "sent_at", start, _message_cursor,
                       cursor, total)
 
     async def _start(self, conversation_id: str, cursor: str) -> Position:
         def anchor(message_id: str):
-            return self.c.find_one({"_id": message_id, "conversation_id": conversation_id},
+            return self.c.find_one({"_id": message_id, "conversation_id": eq(conversation_id)},
                                    {"sent_at": 1})
 
         after, skip = await anchor(cursor), 0
@@ -704,7 +860,7 @@ class MessageRepo:
         except DuplicateKeyError:
             # An echo of this very send was stored first as a message of its own: keep one.
             copy = await self.c.find_one_and_delete(
-                {"mid": mid, "_id": {"$ne": message_id}, "kind": "echo"}
+                {"mid": eq(mid), "_id": {"$ne": message_id}, "kind": eq("echo")}
             )
             await self.c.update_one(query, {"$set": values})
             return copy["_id"] if copy else None
@@ -737,8 +893,8 @@ class MessageRepo:
     async def reconcile_echo(self, message_id: str, mid: str, conversation_id: str) -> bool:
         """An echo of our own send: record its mid on our message. False if it is not ours."""
         doc = await self.c.find_one_and_update(
-            {"_id": message_id, "conversation_id": conversation_id,
-             "sender_type": SenderType.APP.value, "mid": None},
+            {"_id": message_id, "conversation_id": eq(conversation_id),
+             "sender_type": eq(SenderType.APP.value), "mid": None},
             {"$set": {"mid": mid, "state": DeliveryState.DELIVERED.value, "error": None}},
         )
         return doc is not None
@@ -746,34 +902,32 @@ class MessageRepo:
     async def react(self, mid: str, reaction: dict[str, Any] | None, at: int) -> bool:
         """Set (or clear) the reaction on a message, unless a later reaction is recorded."""
         result = await self.c.update_one(
-            {"mid": mid, "reaction_at": {"$lte": at}},
+            {"mid": eq(mid), "reaction_at": {"$lte": at}},
             {"$set": {"reaction": reaction, "reaction_at": at}},
         )
         return result.matched_count == 1
 
     async def delivered_up_to(self, conversation_id: str, mids: list[str], watermark: int | None):
-        """Meta says these of our messages reached the person: pending ones become delivered."""
-        ors: list[dict[str, Any]] = []
+        """Meta says these of our messages reached the person: pending ones become delivered.
+        (The mids, and the watermark, in an update each: see the module's docstring on `$or`.)"""
+        pending = {"conversation_id": eq(conversation_id),
+                   "state": eq(DeliveryState.PENDING.value),
+                   "sender_type": {"$in": [SenderType.APP.value, SenderType.PAGE.value]}}
+        delivered = {"$set": {"state": DeliveryState.DELIVERED.value}}
         if mids:
-            ors.append({"mid": {"$in": mids}})
+            await self.c.update_many({**pending, "mid": {"$in": mids}}, delivered)
         if watermark is not None:
-            ors.append({"sent_at": {"$lte": watermark}})
-        if not ors:
-            return
-        await self.c.update_many(
-            {"conversation_id": conversation_id, "state": DeliveryState.PENDING.value,
-             "sender_type": {"$in": [SenderType.APP.value, SenderType.PAGE.value]}, "$or": ors},
-            {"$set": {"state": DeliveryState.DELIVERED.value}},
-        )
+            await self.c.update_many({**pending, "sent_at": {"$lte": watermark}}, delivered)
 
     async def read_up_to(self, conversation_id: str, watermark: int) -> None:
-        """The person has read every page message sent up to `watermark`."""
-        await self.c.update_many(
-            {"conversation_id": conversation_id, "read_by_contact": False,
-             "sender_type": {"$in": [SenderType.APP.value, SenderType.PAGE.value]},
-             "sent_at": {"$lte": watermark}},
-            {"$set": {"read_by_contact": True}},
-        )
+        """The person has read every page message sent up to `watermark` (one update per kind
+        of sender, each an index range of what is still unread)."""
+        for sender in (SenderType.APP.value, SenderType.PAGE.value):
+            await self.c.update_many(
+                {"conversation_id": eq(conversation_id), "sender_type": eq(sender),
+                 "read_by_contact": eq(False), "sent_at": {"$lte": watermark}},
+                {"$set": {"read_by_contact": True}},
+            )
 
 
 def _message_doc(message: Message) -> dict[str, Any]:
@@ -941,7 +1095,7 @@ class EventRepo:
                     raise
                 duplicates.append(docs[error["index"]]["_id"])
         if duplicates:
-            done = self.c.find({"_id": {"$in": duplicates}, "processed": True}, {"_id": 1})
+            done = self.c.find({"_id": {"$in": duplicates}, "processed": eq(True)}, {"_id": 1})
             applied = {doc["_id"] async for doc in done}
             return [e for key, e in unique.items() if key not in applied and e.invalid is None]
         return [e for e in unique.values() if e.invalid is None]
@@ -953,7 +1107,7 @@ class EventRepo:
     async def unprocessed(self, older_than: int, limit: int = 500) -> list[InboundEvent]:
         """Events stored but not applied, oldest first. One that cannot be read is marked
         processed, with why (`invalid`), so that it is not picked up again."""
-        cursor = self.c.find({"processed": False, "received_at": {"$lte": older_than}})
+        cursor = self.c.find({"processed": eq(False), "received_at": {"$lte": older_than}})
         docs = await cursor.sort("received_at", ASCENDING).limit(limit).to_list()
         events: list[InboundEvent] = []
         for doc in docs:
@@ -1048,6 +1202,10 @@ class JobRepo:
         collection, to = self.subjects
         doc = await collection.find_one({"_id": job_id})
         return doc is not None and read(collection.name, doc, to) is None
+
+    async def forget(self, job_id: str, key: str) -> None:
+        """Remove `key` from the job's data."""
+        await self.c.update_one({"_id": job_id}, {"$unset": {f"data.{key}": ""}})
 
     async def retry_at(self, job_id: str, at: int, attempts: int) -> None:
         await self.c.update_one({"_id": job_id}, {"$set": {"next_at": at, "attempts": attempts}})

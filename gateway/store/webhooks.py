@@ -21,6 +21,7 @@ from pymongo.errors import DuplicateKeyError
 
 from gateway.domain import Count, Timestamp, Webhook
 from gateway.store.documents import Unreadable, convert, read, read_all, validate
+from gateway.store.queries import count, eq
 
 QUEUED, DELIVERED, FAILED = "queued", "delivered", "failed"
 
@@ -41,7 +42,7 @@ class WebhookRepo:
         return _webhook(await self.c.find_one({"_id": webhook_id}))
 
     async def list(self, subscribed_only: bool = False) -> list[Webhook]:
-        query = {"subscribed": True} if subscribed_only else {}
+        query = {"subscribed": eq(True)} if subscribed_only else {}
         docs = await self.c.find(query).sort("created_at", ASCENDING).to_list()
         return read_all("webhooks", docs, _to_webhook)
 
@@ -129,7 +130,7 @@ class DeliveryRepo:
         A queued delivery that cannot be read would hold the queue up for good: it leaves the
         queue as failed, saying why (`invalid`), and `dropped` is told why."""
         while True:
-            docs = await self.c.find({"webhook_id": webhook_id, "state": QUEUED}).sort(
+            docs = await self.c.find({"webhook_id": eq(webhook_id), "state": eq(QUEUED)}).sort(
                 "seq", ASCENDING).limit(1).to_list()
             if not docs:
                 return None
@@ -145,7 +146,7 @@ class DeliveryRepo:
         """Take a due delivery for `lease_ms`; False when another process has it, or it is
         not due. It comes back if the taker dies."""
         result = await self.c.update_one(
-            {"_id": delivery_id, "state": QUEUED, "next_at": {"$lte": now}},
+            {"_id": delivery_id, "state": eq(QUEUED), "next_at": {"$lte": now}},
             {"$set": {"next_at": now + lease_ms}},
         )
         return result.modified_count == 1
@@ -160,15 +161,16 @@ class DeliveryRepo:
                                 {"$set": {"state": state, "finished_at": at}})
 
     async def queued(self, webhook_id: str) -> int:
-        return await self.c.count_documents({"webhook_id": webhook_id, "state": QUEUED})
+        return await count(self.c, {"webhook_id": eq(webhook_id), "state": eq(QUEUED)})
 
     async def drop_queued(self, webhook_id: str) -> None:
         """An unsubscribed webhook is sent nothing more, not even what was waiting."""
-        await self.c.delete_many({"webhook_id": webhook_id, "state": QUEUED})
+        await self.c.delete_many({"webhook_id": eq(webhook_id), "state": eq(QUEUED)})
 
     async def prune(self, finished_before: int) -> None:
         for state in (DELIVERED, FAILED):
-            await self.c.delete_many({"state": state, "finished_at": {"$lt": finished_before}})
+            await self.c.delete_many({"state": eq(state),
+                                      "finished_at": {"$lt": finished_before}})
 
 
 def _to_delivery(doc: Mapping[str, Any]) -> Delivery:
