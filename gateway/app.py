@@ -21,24 +21,27 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from gateway import rest
-from gateway.rest import openapi
 from gateway.auth import TokenAuth
 from gateway.bus import EventBus
 from gateway.cache import CacheReads, QueryCache, Reads, json_without_errors
+from gateway.changes import REST_READS
 from gateway.config import Settings
 from gateway.crossorigin import CrossOrigin, allowed_origins
 from gateway.errors import GatewayError
 from gateway.graphql import graphql_app
 from gateway.graphql.reads import store_reads
 from gateway.middleware import BodyLimit, RequestId
-from gateway.service import Gateway
+from gateway.outgoing import Outgoing
+from gateway.rest import openapi
+from gateway.signals import Running, Signals
 from gateway.sources.facebook import routes as facebook_routes
 from gateway.sources.facebook.graph import GraphClient
 from gateway.store import Store
 from gateway.store.embedded import EmbeddedServer
 from gateway.store.mongo import check_change_streams
 from gateway.store.secrets import TokenCipher
-from gateway.outgoing import Outgoing
+from gateway.usecases import Deps
+from gateway.usecases import build as build_usecases
 from gateway.websockets import WebsocketLimit
 from gateway.workers import Worker
 
@@ -48,7 +51,7 @@ log = logging.getLogger("gateway")
 # under way finish for up to SHUTDOWN_GRACEFUL_SECONDS (cli.py), then the lifespan's shutdown has
 # SHUTDOWN_CLEANUP_SECONDS, of which the last SHUTDOWN_STORE_SECONDS are kept for stopping the
 # embedded store (SIGTERM, then SIGKILL).
-SHUTDOWN_GRACEFUL_SECONDS = 2.0
+SHUTDOWN_GRACEFUL_SECONDS = 2
 SHUTDOWN_CLEANUP_SECONDS = 5.5
 SHUTDOWN_STORE_SECONDS = 1.5
 SHUTDOWN_EXIT_SECONDS = 1.5  # past the cleanup's deadline: exit whatever still runs
@@ -65,7 +68,10 @@ def create_app(
 ) -> Starlette:
     """Build the ASGI app. Settings default to the environment, read here once."""
     settings = settings or Settings.from_env()
-    cache = QueryCache(int(settings.query_cache_mb * 1024 * 1024))
+    # Built before the store exists, so that the query cache can be told when the bus is live.
+    bus = EventBus(queue_size=settings.subscription_queue_size,
+                   queue_bytes=int(settings.subscription_queue_mb * 2**20))
+    cache = QueryCache(int(settings.query_cache_mb * 1024 * 1024), live=lambda: bus.live)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -101,30 +107,24 @@ def create_app(
                 "enough: start mongod with --replSet rs0, run rs.initiate() once, and add "
                 "?replicaSet=rs0 to MONGODB_URL)."
             ) from None
-        bus = EventBus(store, queue_size=settings.subscription_queue_size,
-                       queue_bytes=int(settings.subscription_queue_mb * 2**20))
         store.writes.watch(cache.changed)
         bus.watch(cache.changed)
-        cache.live = lambda: bus.live
-        await bus.start()
+        await bus.start(store=store)
         graph = GraphClient(
             settings.graph_api_url, timeout=settings.graph_api_timeout, transport=graph_transport
         )
-        gateway = Gateway(store, graph, settings)
-        outgoing = Outgoing(gateway, settings)
+        signals, running = Signals(), Running()
+        usecases = build_usecases(Deps(store, graph, settings, signals, running))
+        outgoing = Outgoing(store, settings, usecases.conversations, signals, running)
         poll = settings.worker_poll_seconds
         workers = [
-            Worker("sender", gateway.deliver_due_messages, poll),
-            Worker("profiles", gateway.fetch_due_profiles, poll),
-            Worker("events", gateway.apply_unprocessed_events, max(poll, 30.0)),
-            Worker("webhooks", outgoing.deliver_due, poll),
+            Worker("sender", usecases.messages.deliver_due, poll, signals.sends),
+            Worker("profiles", usecases.profiles.fetch_due, poll, signals.profiles),
+            Worker("events", usecases.ingest.apply_unprocessed, max(poll, 30.0)),
+            Worker("webhooks", outgoing.deliver_due, poll, signals.deliveries),
         ]
-        gateway.on_send_queued = workers[0].wake
-        gateway.on_profile_due = workers[1].wake
-        outgoing.on_queued = workers[3].wake
-        gateway.on_webhooks_changed = outgoing.forget_hooks
         outgoing.start()
-        app.state.gateway = gateway
+        app.state.gateway = usecases
         app.state.store = store
         app.state.bus = bus
         for worker in workers:
@@ -137,7 +137,7 @@ def create_app(
         try:
             yield
         finally:
-            gateway.stopping = True
+            running.stopping = True
             await shut_down(settings, workers, [
                 ("outgoing webhooks", outgoing.stop), ("change streams", bus.stop),
                 ("Graph API client", graph.aclose), ("store client", store.close),
@@ -171,7 +171,7 @@ def create_app(
             Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
             Middleware(TokenAuth, token=settings.system_token),
             *([Middleware(CacheReads, cache=cache, reads={
-                **{path: Reads() for path in rest.READ_PATHS},
+                **{path: Reads() for path in REST_READS},
                 "/graphql": Reads(request=store_reads(settings.graphql_max_tokens,
                                                       settings.graphql_cache_size),
                                   answer=json_without_errors),

@@ -1,11 +1,11 @@
 """Live events for subscribers, fed by MongoDB change streams: the store is the bus.
 
-Each process follows one change stream per collection it serves (messages, conversations,
-channels, tags), so a write made by any process reaches the subscribers of every process with no
-other infrastructure. A stream that breaks is resumed from its last resume token, so nothing is
-missed. Each subscriber has its own queue, bounded in events and in bytes: a slow one is cut off
-with a reason, never the rest. Watchers (the query cache) hear of every change, deletions
-included, and of every stream that opens; `live` says whether all of them are open.
+Each process follows one change stream per collection that live subscriptions or the query
+cache follow (`gateway.changes`), so a write made by any process reaches the subscribers of every
+process with no other infrastructure. A stream that breaks is resumed from its last resume token,
+so nothing is missed. Each subscriber has its own queue, bounded in events and in bytes: a slow
+one is cut off with a reason, never the rest. Watchers (the query cache) hear of every change,
+deletions included, and of every stream that opens; `live` says whether all of them are open.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import Any
 
 from pymongo.errors import OperationFailure
 
+from gateway import retry
+from gateway.changes import STREAMS
 from gateway.store import Store
 from gateway.store.mongo import Change, changes
 from gateway.workers import cancel_all
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 
 Filter = Callable[[Change], bool]
 HISTORY_LOST = (280, 286)  # ChangeStreamFatalError, ChangeStreamHistoryLost
+RETRY_CAP = 10.0  # seconds at most between tries to reopen a change stream
 
 
 class SubscriberTooSlow(Exception):
@@ -133,9 +136,9 @@ class Subscription:
 
 
 class EventBus:
-    def __init__(self, store: Store, queue_size: int = 1000, retry_seconds: float = 1.0,
-                 queue_bytes: int = 4 * 2**20) -> None:
-        self._store = store
+    def __init__(self, store: Store | None = None, queue_size: int = 1000,
+                 retry_seconds: float = 1.0, queue_bytes: int = 4 * 2**20) -> None:
+        self._store = store  # or the one `start` is given (the app builds the bus before it)
         self._queue_size = queue_size
         self._queue_bytes = queue_bytes
         self._retry_seconds = retry_seconds
@@ -179,8 +182,9 @@ class EventBus:
         for subscription in list(self._subscribers):
             subscription.offer(change)
 
-    async def start(self, collections: tuple[str, ...] = ("messages", "conversations",
-                                                          "channels", "tags")) -> None:
+    async def start(self, collections: tuple[str, ...] = STREAMS,
+                    store: Store | None = None) -> None:
+        self._store = store or self._store
         for name in collections:
             self._tasks.append(asyncio.create_task(self._follow(name), name=f"watch:{name}"))
         with contextlib.suppress(asyncio.TimeoutError):
@@ -202,6 +206,7 @@ class EventBus:
         while True:
             try:
                 try:
+                    assert self._store is not None, "the bus was started without a store"
                     async for change in changes(self._store, collection, token, opened,
                                                 deletes=True):
                         token = change.resume_token
@@ -216,9 +221,9 @@ class EventBus:
                     token = None
                 failures += 1
                 log.warning("change stream on %s failed (%s); reopening", collection, exc.code)
-                await asyncio.sleep(min(self._retry_seconds * failures, 10))
-            except Exception as exc:  # cursor lost, server away: resume from the last token
+                await asyncio.sleep(retry.delay(self._retry_seconds, failures, RETRY_CAP))
+            except Exception as exc:  # noqa: BLE001  # cursor lost, server away: resume from the last token
                 failures += 1
                 log.warning("change stream on %s interrupted (%s); resuming", collection,
                             type(exc).__name__)
-                await asyncio.sleep(min(self._retry_seconds * failures, 10))
+                await asyncio.sleep(retry.delay(self._retry_seconds, failures, RETRY_CAP))

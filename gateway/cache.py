@@ -11,9 +11,10 @@ is kept only while every change to what it was read from is sure to be heard of:
   50 ms on nx-27017 after a quiet spell, see `store.mongo.changes`);
 - while a stream is shut (store away, stream reopening) nothing is kept and nothing is served.
 
-Any change to channels, conversations, messages or tags forgets every answer: simple, and right
-for an inbox, where a change touches most pages anyway. After a change, the clients asking for
-the same page at the same time share one reading of it rather than each making their own.
+Any change to a collection cached answers are read from (`gateway.changes` declares which reads
+are kept and what each reads) forgets every answer: simple, and right for an inbox, where a change
+touches most pages anyway. After a change, the clients asking for the same page at the same time
+share one reading of it rather than each making their own.
 """
 
 from __future__ import annotations
@@ -26,12 +27,8 @@ from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# What cached answers are read from. Other collections (raw events, work queues, webhook
-# deliveries) change all the time and no cached answer reads them. `counters` (the channels'
-# counts of conversations, a list's `total`) is read too, but is never written without a write to
-# the counted conversation after it (the message it came with, its profile): that write forgets
-# what was read in between.
-READ_FROM = frozenset({"channels", "conversations", "messages", "tags"})
+from gateway.changes import CACHE_FOLLOWS
+
 HEADER = b"x-query-cache"
 
 Key = tuple[str, bytes, bytes, bytes, bytes]  # path, query string, content type, accept, body
@@ -61,14 +58,16 @@ class QueryCache:
     """Answers by request, least recently used first out, in at most `max_bytes`."""
 
     max_bytes: int
-    live: Callable[[], bool] = lambda: False  # set to the bus's: are all streams open?
+    live: Callable[[], bool] = lambda: False  # the bus's: are all its streams open?
     generation: int = 0  # moves on each change; an answer read across a change is not kept
     _answers: OrderedDict[Key, Answer] = field(default_factory=OrderedDict)
     _size: int = 0
 
     def changed(self, collection: str | None) -> None:
-        """Forget everything on a change to what answers are read from (None: maybe anything)."""
-        if collection is None or collection in READ_FROM:
+        """Forget everything on a change to what answers are read from (None: maybe anything).
+        Other collections (raw events, work queues, webhook deliveries) change all the time and
+        no cached answer reads them."""
+        if collection is None or collection in CACHE_FOLLOWS:
             self.generation += 1
             self._answers.clear()
             self._size = 0

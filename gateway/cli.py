@@ -7,7 +7,6 @@ Without SYSTEM_TOKEN it listens on loopback only (127.0.0.0/8, ::1, localhost), 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import ipaddress
 import logging
 import sys
@@ -31,8 +30,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="listen on a non-loopback address without SYSTEM_TOKEN, when your "
                              "own auth is in front of the gateway (env ALLOW_OPEN_API=1)")
     args = parser.parse_args(argv)
-    settings = dataclasses.replace(settings, host=args.host, port=args.port,
-                                   allow_open_api=args.allow_open_api)
+    settings = settings.model_copy(update={"host": args.host, "port": args.port,
+                                           "allow_open_api": args.allow_open_api})
     open_api = not settings.system_token and not is_loopback(settings.host)
     if open_api and not settings.allow_open_api:
         sys.exit(

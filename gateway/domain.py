@@ -11,18 +11,18 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, JsonValue, Strict
 from typing_extensions import TypedDict
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The last millisecond a datetime can hold (the end of year 9999): a later time breaks iso(),
 # GraphQL's DateTime and JavaScript's Date alike, so no time the gateway reads is later.
-MAX_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc) - EPOCH) \
+MAX_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - EPOCH) \
     // timedelta(milliseconds=1)
 # A time as the domain holds it: an integer (never a string, float or bool) in [0, MAX_MS].
 Timestamp = Annotated[int, Strict(), Field(ge=0, le=MAX_MS)]
@@ -184,7 +184,8 @@ class Conversation:
 
     @property
     def display_name(self) -> str:
-        """Airy's placeholder until the profile is fetched: "Facebook " + the id's last 5 characters."""
+        """Airy's placeholder until the profile is fetched: "Facebook " and the id's last 5
+        characters."""
         return self.contact.display_name or f"Facebook {self.id[-5:]}"
 
 
@@ -197,9 +198,9 @@ class ConversationView:
     last_message: Message | None
 
 
-TAG_COLORS = ("tag-blue", "tag-red", "tag-green", "tag-purple")  # Airy's tag colours
-DEFAULT_TAG_COLOR = "tag-blue"
-TagColor = Literal[TAG_COLORS]
+TagColor = Literal["tag-blue", "tag-red", "tag-green", "tag-purple"]  # Airy's tag colours
+TAG_COLORS: tuple[str, ...] = get_args(TagColor)
+DEFAULT_TAG_COLOR: TagColor = "tag-blue"
 
 
 @dataclass

@@ -127,7 +127,7 @@ class PublicAddressesOnly(httpcore.AsyncNetworkBackend):
         try:
             infos = await asyncio.wait_for(
                 loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise httpcore.ConnectTimeout(f"resolving {host} took too long") from None
         except OSError as exc:
             raise httpcore.ConnectError(f"cannot resolve {host}: {exc.strerror or exc}") from None
@@ -152,6 +152,10 @@ class PublicAddressesOnly(httpcore.AsyncNetworkBackend):
         await self._backend.sleep(seconds)
 
 
+DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20,
+                              keepalive_expiry=5.0)
+
+
 class PublicOnlyTransport(httpx.AsyncHTTPTransport):
     """httpx's transport, its connection pool connecting through `PublicAddressesOnly`.
 
@@ -159,9 +163,7 @@ class PublicOnlyTransport(httpx.AsyncHTTPTransport):
     tests/test_webhook_egress.py posts through this transport, so a change there shows.
     """
 
-    def __init__(self, limits: httpx.Limits = httpx.Limits(max_connections=100,
-                                                           max_keepalive_connections=20,
-                                                           keepalive_expiry=5.0)) -> None:
+    def __init__(self, limits: httpx.Limits = DEFAULT_LIMITS) -> None:
         super().__init__(limits=limits)
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(),

@@ -81,8 +81,3 @@ class UpstreamUnavailable(UpstreamError):
     status = 502
     code = "GRAPH_API_UNAVAILABLE"
     transient = True
-
-
-class StoreUnavailable(GatewayError):
-    status = 503
-    code = "STORE_UNAVAILABLE"

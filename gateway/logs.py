@@ -19,7 +19,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from gateway.middleware import request_id
 
@@ -97,7 +97,7 @@ class Redact(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:  # arguments that do not fit the format: keep the format only
+        except (TypeError, ValueError, KeyError):  # arguments that do not fit the format
             message = f"{record.msg} (arguments not shown: they did not fit the message)"
         record.msg = scrub(message, self.secrets)
         record.args = None
@@ -131,14 +131,14 @@ class RequestIdFilter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(
+            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(
                 timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if getattr(record, "request_id", None):
-            entry["request_id"] = record.request_id
+        if request_id := getattr(record, "request_id", None):
+            entry["request_id"] = request_id
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:  # formatted (and scrubbed) by `Redact`

@@ -16,26 +16,33 @@ import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
+from bson.errors import BSONError
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
-from gateway.bus import HISTORY_LOST
+from gateway import retry
+from gateway.bus import HISTORY_LOST, RETRY_CAP
+from gateway.changes import FEEDS
 from gateway.config import Settings
 from gateway.domain import WEBHOOK_SIGNATURE_HEADER, Webhook, iso, now_ms
-from gateway.errors import InvalidInput, NotFound
 from gateway.egress import NotPublic, webhook_transport
+from gateway.errors import InvalidInput, NotFound
 from gateway.rest.shapes import channel_json, conversation_json, message_json
-from gateway.service import Gateway, check_webhook_headers
+from gateway.signals import Running, Signals
+from gateway.store import Store
 from gateway.store.mongo import Change, changes
 from gateway.store.webhooks import DELIVERED, FAILED, Delivery, change_key
+from gateway.usecases.base import backoff
+from gateway.usecases.conversations import Conversations
+from gateway.usecases.webhooks import check_webhook_headers
 from gateway.workers import cancel_all
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = WEBHOOK_SIGNATURE_HEADER
-FEEDS = ("messages", "conversations", "channels")
 KEEP_FINISHED_MS = 24 * 3600 * 1000  # how long a finished delivery still dedupes its change
 # Subscribed webhooks are read at most this often by the feed (this process's own changes to them
 # are seen at once; another's within this time, and any process that knows queues the change).
@@ -69,12 +76,14 @@ def signature(key: str, body: bytes) -> str:
 
 
 class Outgoing:
-    def __init__(self, gateway: Gateway, settings: Settings,
+    def __init__(self, store: Store, settings: Settings, conversations: Conversations,
+                 signals: Signals, running: Running,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.gateway = gateway
-        self.store = gateway.store
+        self.store = store
         self.settings = settings
-        self.on_queued = lambda: None  # set by the app: wakes the sender
+        self.conversations = conversations  # what a conversation's payload shows beside it
+        self.signals = signals  # deliveries: set when one is queued; webhooks: when they change
+        self.running = running
         # Receivers on public addresses only, unless WEBHOOK_ALLOW_PRIVATE=1; no proxy from
         # the environment (it would connect where the address check cannot see).
         self._http = httpx.AsyncClient(
@@ -87,12 +96,9 @@ class Outgoing:
         self._hooks_at = -HOOKS_TTL_MS
         self._pruned_at = 0
 
-    def forget_hooks(self) -> None:
-        """A webhook changed: the feed reads them again before the next change."""
-        self._hooks_at = -HOOKS_TTL_MS
-
     async def _subscribed(self) -> list[Webhook]:
-        if now_ms() - self._hooks_at >= HOOKS_TTL_MS:
+        """The subscribed webhooks, read again after HOOKS_TTL_MS, or at once after a change."""
+        if self.signals.webhooks.take() or now_ms() - self._hooks_at >= HOOKS_TTL_MS:
             self._hooks = await self.store.webhooks.list(subscribed_only=True)
             self._hooks_at = now_ms()
         return self._hooks
@@ -126,7 +132,7 @@ class Outgoing:
                     failures = 0
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # server away, cursor lost: resume from the saved position
+            except Exception as exc:  # noqa: BLE001  # server away, cursor lost: resume from where it was saved
                 if isinstance(exc, OperationFailure) and exc.code in HISTORY_LOST:
                     log.warning("webhook feed on %s: history lost, starting from now", collection)
                     with contextlib.suppress(Exception):
@@ -134,7 +140,8 @@ class Outgoing:
                 failures += 1
                 log.warning("webhook feed on %s interrupted (%s); resuming", collection,
                             type(exc).__name__)
-                await asyncio.sleep(min(self.settings.worker_poll_seconds * failures, 10))
+                await asyncio.sleep(retry.delay(self.settings.worker_poll_seconds, failures,
+                                                RETRY_CAP))
 
     async def _queue_tried(self, change: Change) -> int:
         """`queue`, telling "the store is away" (raised as it is: the feed resumes from its
@@ -151,8 +158,10 @@ class Outgoing:
                     raise Undeliverable(f"the store refused its delivery "
                                         f"({type(exc).__name__})") from exc
                 await asyncio.sleep(self.settings.worker_poll_seconds * attempt)
-            except Exception as exc:
-                # Converting or shaping it, a payload BSON cannot carry (bson's own errors)…
+            except (BSONError, OverflowError, ValueError) as exc:
+                # A payload BSON cannot carry (a key or string it refuses, an integer over 64
+                # bits). Anything else is a defect, not a property of the change: it is raised,
+                # and the feed logs it and meets the change again from its saved position.
                 raise Undeliverable(f"it could not be made into a delivery "
                                     f"({type(exc).__name__})") from exc
         raise AssertionError("unreachable")
@@ -188,10 +197,10 @@ class Outgoing:
             queued += await self.store.deliveries.enqueue(hook.id, key, kind, payload, at,
                                                           at * 1000 + self._seq)
         if queued:
-            self.on_queued()
+            self.signals.deliveries()
         return queued
 
-    async def _payload(self, change: Change) -> dict[str, Any] | None:
+    async def _payload(self, change: Change) -> Mapping[str, Any] | None:
         value = change.value
         if change.collection == "messages":
             return {"conversation_id": value.conversation_id, "channel_id": value.channel_id,
@@ -199,7 +208,7 @@ class Outgoing:
         if change.collection == "channels":
             return channel_json(value)
         try:
-            view = await self.gateway.get_conversation(value.id)
+            view = await self.conversations.get(value.id)
         except NotFound:  # gone since, or its channel is: nothing meaningful to send
             return None
         return {**conversation_json(view), "channel_id": value.channel_id}
@@ -223,7 +232,7 @@ class Outgoing:
 
         sent = 0
         lease_ms = int((self.settings.webhook_timeout_seconds * 2 + 5) * 1000)
-        while not self.gateway.stopping:
+        while not self.running.stopping:
             head = await self.store.deliveries.head(hook.id, now_ms(), dropped)
             if head is None or not await self.store.deliveries.claim(head.id, now_ms(), lease_ms):
                 return sent  # empty, not due yet, or being sent by another process
@@ -255,8 +264,8 @@ class Outgoing:
                 error = str(exc.__cause__)
             else:
                 error = f"the receiver could not be reached ({type(exc).__name__})"
-        except Exception as exc:
-            # Anything else fails this delivery too: a header HTTP cannot carry (a webhook
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError, TypeError) as exc:
+            # These fail this delivery too: a header HTTP cannot carry (a webhook
             # stored before headers were checked), a URL httpx refuses… Named by its type only:
             # its text may quote a header's value or the key.
             error = f"the delivery could not be sent ({type(exc).__name__})"
@@ -271,7 +280,7 @@ class Outgoing:
                         delivery.type, attempts, error)
             await self.store.deliveries.finish(delivery.id, FAILED, now)
             return True
-        delay = self.gateway.backoff(attempts)
+        delay = backoff(self.settings, attempts)
         log.info("webhook %s: attempt %d failed (%s), retrying in %.1fs", hook.id, attempts,
                  error, delay)
         await self.store.deliveries.retry_at(delivery.id, now + int(delay * 1000), attempts)

@@ -1,4 +1,4 @@
-"""Background loops: each runs one service pass when woken, or at least every `poll` seconds.
+"""Background loops: each runs one pass when its signal is set, or at least every `poll` seconds.
 
 Work lives in the store (pending sends, due profile fetches, unapplied events), so a loop holds no
 state of its own: a restarted process, or another process, picks up where this one stopped.
@@ -11,20 +11,21 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from gateway import retry
+from gateway.signals import Signal
+
 log = logging.getLogger(__name__)
 
 
 class Worker:
-    def __init__(self, name: str, run_once: Callable[[], Awaitable[object]], poll: float) -> None:
+    def __init__(self, name: str, run_once: Callable[[], Awaitable[object]], poll: float,
+                 signal: Signal | None = None) -> None:
         self.name = name
         self._run_once = run_once
         self._poll = poll
-        self._wake = asyncio.Event()
+        self._wake = signal or Signal()  # set by whoever queues work for this loop
         self._task: asyncio.Task | None = None
         self._stopping = False
-
-    def wake(self) -> None:
-        self._wake.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=f"worker:{self.name}")
@@ -35,7 +36,7 @@ class Worker:
         if not self._task:
             return
         self._stopping = True
-        self._wake.set()
+        self._wake()
         with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.shield(self._task), grace)
         self._task.cancel()
@@ -45,7 +46,7 @@ class Worker:
     async def _loop(self) -> None:
         failures = 0
         while not self._stopping:
-            self._wake.clear()
+            self._wake.take()
             try:
                 await self._run_once()
                 failures = 0
@@ -56,9 +57,8 @@ class Worker:
                 log.exception("%s: pass failed (%d in a row)", self.name, failures)
             if self._stopping:
                 return
-            wait = self._poll * min(2 ** failures, 30)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+            # After failed passes, longer and longer (the store may be away for a while).
+            await self._wake.wait(retry.delay(self._poll, failures + 1, self._poll * 30))
 
 
 async def cancel_all(tasks: list[asyncio.Task]) -> None:

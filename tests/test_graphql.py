@@ -167,11 +167,13 @@ def test_errors_a_user_can_fix_have_a_message_and_a_code(gateway, graph):
     inbound(gateway, graph)
     bad = gql(gateway, """mutation ($input: SendMessageInput!) { sendMessage(input: $input) { id } }""",
               {"input": {"conversationId": conversation_id(gateway), "message": "just text"}})
-    assert "message must be a non-empty object" in bad["errors"][0]["message"]
+    # The rule and the words of messages.send (gateway.inputs), naming the GraphQL field
+    assert bad["errors"][0]["message"] == "message: Input should be a valid dictionary"
     assert bad["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
 
     too_many = gql(gateway, "{ conversations(first: 1000) { totalCount } }")
-    assert "page_size must be between 1 and 100" in too_many["errors"][0]["message"]
+    assert too_many["errors"][0]["message"] == \
+        "first: Input should be less than or equal to 100"
 
     unknown_field = gql(gateway, "{ nothingHere }")
     assert "nothingHere" in unknown_field["errors"][0]["message"]

@@ -1,4 +1,4 @@
-"""Pure pieces: settings, the signature, event parsing and cursors."""
+"""Pure pieces: the signature, event parsing and cursors (settings: test_config.py)."""
 
 from __future__ import annotations
 
@@ -6,39 +6,11 @@ import json
 
 import pytest
 
-from gateway.config import ConfigError, Settings
 from gateway.domain import EventKind, iso
 from gateway.errors import InvalidInput
 from gateway.sources.facebook import signature
 from gateway.sources.facebook.webhook import parse_envelope, parse_event
 from gateway.store.mongo import decode_cursor, encode_cursor
-
-
-def test_settings_defaults_and_overrides():
-    assert Settings.from_env({}).graph_api_url == "https://graph.facebook.com/v21.0"
-    settings = Settings.from_env({"PORT": "9000", "FACEBOOK_GRAPH_API_URL": "http://x/v1/",
-                                  "SEND_MAX_ATTEMPTS": "3"})
-    assert (settings.port, settings.graph_api_url, settings.send_max_attempts) == (9000, "http://x/v1", 3)
-
-
-@pytest.mark.parametrize("env, message", [
-    ({"PORT": "x"}, "PORT must be a int"),
-    ({"SEND_MAX_ATTEMPTS": "0"}, "SEND_MAX_ATTEMPTS must be at least 1"),
-    ({"MONGODB_DATABASE": "a-b"}, "MONGODB_DATABASE may hold only"),
-    ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be"),
-])
-def test_bad_settings_name_the_variable(env, message):
-    with pytest.raises(ConfigError, match=message):
-        Settings.from_env(env)
-
-
-def test_settings_repr_and_store_description_hide_secrets():
-    settings = Settings.from_env({"FACEBOOK_APP_SECRET": "topsecret", "SYSTEM_TOKEN": "tok",
-                                  "MONGODB_URL": "mongodb://user:pw@db.example:27017/?replicaSet=rs0"})
-    text = repr(settings) + settings.store_description
-    for secret in ("topsecret", "tok", "pw", "user"):
-        assert secret not in text
-    assert "db.example:27017" in settings.store_description
 
 
 def test_signature_matches_metas_scheme():

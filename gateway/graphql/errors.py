@@ -15,13 +15,14 @@ log = logging.getLogger(__name__)
 
 
 class GatewayErrors(MaskErrors):
+    """MaskErrors gives every error to `anonymise_error` (its `should_mask_error` is left as
+    "every error"), and the gateway's shaping is done there: one error in, one error out, for
+    results, subscription events and request errors alike."""
+
     def __init__(self) -> None:
         super().__init__(error_message="Unexpected error.")
 
-    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        return [self._shape(error) for error in errors]
-
-    def _shape(self, error: GraphQLError) -> GraphQLError:
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         original = error.original_error
         if isinstance(original, SubscriberTooSlow):  # raised by the event stream: no path
             return too_slow(str(original))

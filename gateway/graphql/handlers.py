@@ -30,7 +30,6 @@ from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
-    _OperationStreamClosed,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types.execution import PreExecutionError
@@ -203,13 +202,18 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler):
         prefix = '{"id":' + encode(operation.id) + ',"type":"next","payload":'
         try:
             async with multiplexer.join(operation.query, operation.variables,
-                                        operation.operation_name, self.context) as member:
+                                        operation.operation_name,
+                                        self.context) as member:  # type: ignore[arg-type]
                 error = await _send_frames(self.websocket, prefix, member)
             if error is not None:
-                await self._handle_pre_execution_error(operation, error)
+                # As strawberry answers a request error. Strawberry closes the socket instead
+                # for a document that does not parse or names no operation: neither comes here,
+                # as only a document selecting one subscription is multiplexed.
+                assert error.errors
+                await operation.send_initial_errors(error.errors)
                 return
             await operation.send_operation_message({"id": operation.id, "type": "complete"})
-        except (_OperationStreamClosed, WebSocketDisconnected):
+        except WebSocketDisconnected:
             return
 
 
@@ -250,7 +254,7 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
         prefix = '{"type":"data","id":' + encode(operation_id) + ',"payload":'
         try:
             async with multiplexer.join(query, variables, operation_name,
-                                        self.context) as member:
+                                        self.context) as member:  # type: ignore[arg-type]
                 error = await _send_frames(self.websocket, prefix, member)
             if error is not None:
                 assert error.errors

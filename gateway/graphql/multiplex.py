@@ -25,7 +25,6 @@ from typing import Any
 from graphql import OperationType
 from strawberry.schema import BaseSchema
 from strawberry.types.execution import ExecutionResult, PreExecutionError
-from strawberry.utils.aio import aclosing
 
 from gateway.bus import EventBus, Filter, SubscriberTooSlow, Subscription
 from gateway.graphql.errors import too_slow
@@ -163,7 +162,7 @@ class Group:
             stream = await schema.subscribe(query, variable_values=json.loads(variables),
                                             context_value=self.context,
                                             operation_name=operation_name)
-            async with aclosing(stream):
+            async with contextlib.aclosing(stream):
                 async for result in stream:
                     if isinstance(result, PreExecutionError):
                         forget(self)

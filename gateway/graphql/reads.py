@@ -15,10 +15,12 @@ from graphql import (
     parse,
 )
 
-# Root fields answered from channels, conversations, messages and tags alone. Not here:
-# facebookPages (asks the Graph API) and webhooks (their delivery counts move on their own).
-STORE_FIELDS = frozenset({"channels", "channel", "tags", "conversations", "conversation",
-                          "messages", "__typename"})
+from gateway.changes import GRAPHQL_READS
+
+# Root fields answered from collections the query cache follows (`gateway.changes`), and the
+# operation's type name. Not among them: facebookPages (asks the Graph API) and webhooks (their
+# delivery counts move on their own).
+STORE_FIELDS = GRAPHQL_READS | {"__typename"}
 MAX_QUERY_LENGTH = 10_000  # an inbox's queries are far shorter; longer ones are not cached
 
 

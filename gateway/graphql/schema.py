@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable
+from typing import Any, TypeVar, cast
 
 import strawberry
+from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from gateway.errors import InvalidInput, NotFound
-from strawberry.scalars import JSON
-
+from gateway import inputs
+from gateway.errors import NotFound
 from gateway.graphql.types import (
     Channel,
     ConnectFacebookChannelInput,
@@ -21,71 +22,100 @@ from gateway.graphql.types import (
     Message,
     MetadataSubject,
     SendMessageInput,
+    SubscribeWebhookInput,
     Tag,
     UpdateChannelInput,
     UpdateTagInput,
     UpdateWebhookInput,
     Webhook,
-    SubscribeWebhookInput,
     connection,
 )
-from gateway.service import Gateway
 from gateway.store.mongo import Change
+from gateway.usecases import UseCases
+
+M = TypeVar("M", bound=inputs.Body)
 
 
-def service(info: Info) -> Gateway:
+def service(info: Info) -> UseCases:
     return info.context["gateway"]
+
+
+def checked(model: type[M], names: dict[str, str] | None = None, **arguments: Any) -> M:
+    """The arguments, parsed by the input model the REST route uses (`gateway.inputs`), given
+    under the REST body's field names: one rule for both. An error names the GraphQL argument
+    (`names` maps a field to it where the name is not just the field's in camelCase). An argument
+    left out (null) takes the model's default."""
+    def name(field: str) -> str:
+        head, *rest = field.split("_")
+        return (names or {}).get(field) or head + "".join(part.title() for part in rest)
+
+    return inputs.parse(model, {k: v for k, v in arguments.items() if v is not None}, name)
+
+
+PAGE = {"page_size": "first", "cursor": "after"}  # a connection's arguments
+ID_OF = {subject: {f"{subject}_id": "id"} for subject in ("channel", "conversation", "message")}
 
 
 @strawberry.type
 class Query:
     @strawberry.field(description="Connected channels, optionally of one source.")
     async def channels(self, info: Info, source: str | None = None) -> list[Channel]:
-        return [Channel.of(c) for c in await service(info).list_channels(source=source)]
+        body = checked(inputs.ChannelsList, source=source)
+        return [Channel.of(c) for c in await service(info).channels.connected(source=body.source)]
 
     @strawberry.field
     async def channel(self, info: Info, id: strawberry.ID) -> Channel:
-        return Channel.of(await service(info).get_channel(id))
+        body = checked(inputs.ChannelRef, ID_OF["channel"], channel_id=id)
+        return Channel.of(await service(info).channels.get(body.channel_id))
 
     @strawberry.field(description="Pages a Facebook user manages, from a user token.")
     async def facebook_pages(self, info: Info, auth_token: str) -> list[FacebookPage]:
-        pages = await service(info).explore_facebook_pages(auth_token)
+        body = checked(inputs.ExploreFacebook, auth_token=auth_token)
+        pages = await service(info).channels.explore_facebook(body.auth_token)
         return [FacebookPage(page_id=p.page_id, name=p.name, image_url=p.image_url,
                              connected=p.connected) for p in pages]
 
     @strawberry.field(description="Every outgoing webhook, subscribed or not.")
     async def webhooks(self, info: Info) -> list[Webhook]:
-        return [Webhook.of(w, queued) for w, queued in await service(info).list_webhooks()]
+        return [Webhook.of(w, queued) for w, queued in await service(info).webhooks.all()]
 
     @strawberry.field
     async def webhook(self, info: Info, id: strawberry.ID) -> Webhook:
-        return Webhook.of(*await service(info).webhook_info(id))
+        body = checked(inputs.WebhookRef, id=id)
+        return Webhook.of(*await service(info).webhooks.info(body.id))
 
     @strawberry.field(description="Every tag, by name.")
     async def tags(self, info: Info) -> list[Tag]:
-        return [Tag.of(tag) for tag in await service(info).list_tags()]
+        return [Tag.of(tag) for tag in await service(info).tags.all()]
 
     @strawberry.field(description="Newest activity first.")
     async def conversations(
         self, info: Info, first: int = 20, after: str | None = None,
         channel_id: strawberry.ID | None = None, filter: ConversationFilterInput | None = None,
     ) -> Connection[Conversation]:
-        page = await service(info).list_conversations(
-            channel_id=channel_id, cursor=after, page_size=first,
-            where=filter.to_domain() if filter else None,
+        body = checked(inputs.ConversationsList, {**PAGE, "filters": "filter"},
+                       channel_id=channel_id, cursor=after, page_size=first,
+                       filters=filter.arguments() if filter else None)
+        page = await service(info).conversations.page(
+            channel_id=body.channel_id, cursor=body.cursor, page_size=body.page_size,
+            where=body.filters.to_domain() if body.filters else None,
         )
         return connection(page, Conversation.of_view)
 
     @strawberry.field
     async def conversation(self, info: Info, id: strawberry.ID) -> Conversation:
-        return Conversation.of_view(await service(info).get_conversation(id))
+        body = checked(inputs.ConversationRef, ID_OF["conversation"], conversation_id=id)
+        return Conversation.of_view(await service(info).conversations.get(body.conversation_id))
 
     @strawberry.field(description="Newest first.")
     async def messages(
         self, info: Info, conversation_id: strawberry.ID, first: int = 20,
         after: str | None = None,
     ) -> Connection[Message]:
-        page = await service(info).list_messages(conversation_id, cursor=after, page_size=first)
+        body = checked(inputs.MessagesList, PAGE, conversation_id=conversation_id, cursor=after,
+                       page_size=first)
+        page = await service(info).messages.page(body.conversation_id, cursor=body.cursor,
+                                                 page_size=body.page_size)
         return connection(page, Message.of)
 
 
@@ -95,129 +125,160 @@ class Mutation:
     async def connect_facebook_channel(
         self, info: Info, input: ConnectFacebookChannelInput
     ) -> Channel:
-        channel = await service(info).connect_facebook_channel(
-            input.page_id, input.page_token, name=input.name, image_url=input.image_url
+        body = checked(inputs.ConnectFacebook, page_id=input.page_id, page_token=input.page_token,
+                       name=input.name, image_url=input.image_url)
+        channel = await service(info).channels.connect_facebook(
+            body.page_id, body.page_token, name=body.name, image_url=body.image_url
         )
         return Channel.of(channel)
 
     @strawberry.mutation(description="Unsubscribe the app from the page; the history stays.")
     async def disconnect_channel(self, info: Info, id: strawberry.ID) -> Channel:
-        return Channel.of(await service(info).disconnect_channel(id))
+        body = checked(inputs.ChannelRef, ID_OF["channel"], channel_id=id)
+        return Channel.of(await service(info).channels.disconnect(body.channel_id))
 
     @strawberry.mutation
     async def update_channel(self, info: Info, input: UpdateChannelInput) -> Channel:
-        channel = await service(info).update_channel(input.id, name=input.name,
-                                                     image_url=input.image_url)
+        body = checked(inputs.ChannelUpdate, ID_OF["channel"], channel_id=input.id, name=input.name,
+                       image_url=input.image_url)
+        channel = await service(info).channels.update(body.channel_id, name=body.name,
+                                                      image_url=body.image_url)
         return Channel.of(channel)
 
     @strawberry.mutation(description="Queue a message; it comes back PENDING and is delivered "
                          "in the background (watch messageUpdated).")
     async def send_message(self, info: Info, input: SendMessageInput) -> Message:
-        message = await service(info).send_message(
-            input.conversation_id, input.message, messaging_type=input.messaging_type,
-            tag=input.tag,
+        body = checked(inputs.MessagesSend, conversation_id=input.conversation_id,
+                       message=input.message, messaging_type=input.messaging_type, tag=input.tag)
+        message = await service(info).messages.send(
+            body.conversation_id, body.message, messaging_type=body.messaging_type, tag=body.tag,
         )
         return Message.of(message)
 
     @strawberry.mutation(description="Send a failed message again (CONFLICT when it is not).")
     async def resend_message(self, info: Info, id: strawberry.ID) -> Message:
-        return Message.of(await service(info).resend_message(id))
+        body = checked(inputs.MessageRef, ID_OF["message"], message_id=id)
+        return Message.of(await service(info).messages.resend(body.message_id))
 
     @strawberry.mutation(description="Name the contact by hand.")
     async def update_contact(
         self, info: Info, conversation_id: strawberry.ID, display_name: str
     ) -> Conversation:
-        return await _changed(info, conversation_id,
-                              service(info).update_contact(conversation_id, display_name))
+        body = checked(inputs.UpdateContact, conversation_id=conversation_id,
+                       display_name=display_name)
+        return await _changed(info, body.conversation_id, service(info).conversations
+                              .update_contact(body.conversation_id, body.display_name))
 
     @strawberry.mutation(description="Fetch the contact's profile again, in the background.")
     async def refetch_contact(self, info: Info, conversation_id: strawberry.ID) -> Conversation:
-        return await _changed(info, conversation_id, service(info).refetch_contact(conversation_id))
+        body = checked(inputs.ConversationRef, conversation_id=conversation_id)
+        return await _changed(info, body.conversation_id,
+                              service(info).conversations.refetch_contact(body.conversation_id))
 
     @strawberry.mutation(description="Set (or, with null, remove) the conversation's state.")
     async def set_conversation_state(
         self, info: Info, id: strawberry.ID, state: str | None = None
     ) -> Conversation:
-        return await _changed(info, id, service(info).set_conversation_state(id, state))
+        if state is None:  # removed, as conversations.removeState does
+            ref = checked(inputs.ConversationRef, ID_OF["conversation"], conversation_id=id)
+            return await _changed(info, ref.conversation_id, service(info).conversations
+                                  .set_state(ref.conversation_id, None))
+        body = checked(inputs.ConversationState, ID_OF["conversation"], conversation_id=id,
+                       state=state)
+        return await _changed(info, body.conversation_id, service(info).conversations
+                              .set_state(body.conversation_id, body.state))
 
     @strawberry.mutation(description="Put a tag on a conversation.")
     async def tag_conversation(
         self, info: Info, conversation_id: strawberry.ID, tag_id: strawberry.ID
     ) -> Conversation:
-        return await _changed(info, conversation_id,
-                              service(info).tag_conversation(conversation_id, tag_id))
+        body = checked(inputs.ConversationTag, conversation_id=conversation_id, tag_id=tag_id)
+        return await _changed(info, body.conversation_id,
+                              service(info).tags.tag_conversation(body.conversation_id,
+                                                                  body.tag_id))
 
     @strawberry.mutation(description="Take a tag off a conversation.")
     async def untag_conversation(
         self, info: Info, conversation_id: strawberry.ID, tag_id: strawberry.ID
     ) -> Conversation:
-        return await _changed(info, conversation_id,
-                              service(info).untag_conversation(conversation_id, tag_id))
+        body = checked(inputs.ConversationTag, conversation_id=conversation_id, tag_id=tag_id)
+        return await _changed(info, body.conversation_id,
+                              service(info).tags.untag_conversation(body.conversation_id,
+                                                                    body.tag_id))
 
     @strawberry.mutation(description="Create a tag (CONFLICT when the name is taken).")
     async def create_tag(self, info: Info, input: CreateTagInput) -> Tag:
-        color = input.color.value if input.color else None
-        return Tag.of(await service(info).create_tag(input.name, color))
+        body = checked(inputs.TagCreate, name=input.name,
+                       color=input.color.value if input.color else None)
+        return Tag.of(await service(info).tags.create(body.name, body.color))
 
     @strawberry.mutation(description="Rename a tag or change its colour.")
     async def update_tag(self, info: Info, input: UpdateTagInput) -> Tag:
-        color = input.color.value if input.color else None
-        return Tag.of(await service(info).update_tag(input.id, name=input.name, color=color))
+        body = checked(inputs.TagUpdate, id=input.id, name=input.name,
+                       color=input.color.value if input.color else None)
+        return Tag.of(await service(info).tags.update(body.id, name=body.name, color=body.color))
 
     @strawberry.mutation(description="Delete a tag and take it off every conversation.")
     async def delete_tag(self, info: Info, id: strawberry.ID) -> strawberry.ID:
-        await service(info).delete_tag(id)
-        return id
+        body = checked(inputs.TagRef, id=id)
+        await service(info).tags.delete(body.id)
+        return strawberry.ID(body.id)
 
     @strawberry.mutation(description="Merge data into the userData of a message, conversation "
                          "or channel; answers the userData as it is now.")
     async def upsert_metadata(
         self, info: Info, subject: MetadataSubject, id: strawberry.ID, data: JSON
     ) -> JSON:
-        return await service(info).upsert_metadata(subject.value, id, data)
+        body = checked(inputs.MetadataUpsert, subject=subject.value, id=id, data=data)
+        return cast(JSON, await service(info).metadata.upsert(body.subject, body.id, body.data))
 
     @strawberry.mutation(description='Attach suggested replies: {"<id>": {"content": {...}}}.')
     async def suggest_replies(
         self, info: Info, message_id: strawberry.ID, suggestions: JSON
     ) -> Message:
-        return Message.of(await service(info).suggest_replies(message_id, suggestions))
+        body = checked(inputs.SuggestReplies, message_id=message_id, suggestions=suggestions)
+        return Message.of(await service(info).messages.suggest_replies(body.message_id,
+                                                                       body.suggestions))
 
     @strawberry.mutation(description="Subscribe an outgoing webhook (or change one, by id).")
     async def subscribe_webhook(self, info: Info, input: SubscribeWebhookInput) -> Webhook:
-        webhook = await service(info).subscribe_webhook(
-            input.url, webhook_id=input.id, name=input.name, events=input.events,
-            headers=_headers(input.headers), signature_key=input.signature_key,
+        body = checked(inputs.WebhookSubscribe, url=input.url, id=input.id, name=input.name,
+                       events=input.events, headers=input.headers,
+                       signature_key=input.signature_key)
+        webhook = await service(info).webhooks.subscribe(
+            body.url, webhook_id=body.id, name=body.name, events=body.events,
+            headers=body.headers, signature_key=body.signature_key,
         )
         return Webhook.of(webhook)
 
     @strawberry.mutation
     async def update_webhook(self, info: Info, input: UpdateWebhookInput) -> Webhook:
-        webhook = await service(info).update_webhook(
-            input.id, url=input.url, name=input.name, events=input.events,
-            headers=_headers(input.headers), signature_key=input.signature_key,
+        body = checked(inputs.WebhookUpdate, id=input.id, url=input.url, name=input.name,
+                       events=input.events, headers=input.headers,
+                       signature_key=input.signature_key)
+        webhook = await service(info).webhooks.update(
+            body.id, url=body.url, name=body.name, events=body.events,
+            headers=body.headers, signature_key=body.signature_key,
         )
-        return Webhook.of(*await service(info).webhook_info(webhook.id))
+        return Webhook.of(*await service(info).webhooks.info(webhook.id))
 
     @strawberry.mutation(description="Post nothing more to the webhook, not even what was queued.")
     async def unsubscribe_webhook(self, info: Info, id: strawberry.ID) -> Webhook:
-        await service(info).unsubscribe_webhook(id)
-        return Webhook.of(*await service(info).webhook_info(id))
+        body = checked(inputs.WebhookRef, id=id)
+        await service(info).webhooks.unsubscribe(body.id)
+        return Webhook.of(*await service(info).webhooks.info(body.id))
 
     @strawberry.mutation(description="Set the conversation's unread count back to 0.")
     async def mark_conversation_read(self, info: Info, id: strawberry.ID) -> Conversation:
-        return await _changed(info, id, service(info).mark_conversation_read(id))
-
-
-def _headers(headers: object) -> dict[str, str] | None:
-    if headers is not None and not isinstance(headers, dict):
-        raise InvalidInput("headers must be an object of header names and values")
-    return headers
+        body = checked(inputs.ConversationRef, ID_OF["conversation"], conversation_id=id)
+        return await _changed(info, body.conversation_id,
+                              service(info).conversations.mark_read(body.conversation_id))
 
 
 async def _changed(info: Info, conversation_id: str, change: Awaitable[None]) -> Conversation:
     """Make the change, then answer with the conversation as it is now."""
     await change
-    return Conversation.of_view(await service(info).get_conversation(conversation_id))
+    return Conversation.of_view(await service(info).conversations.get(conversation_id))
 
 def _in(change: Change, conversation_id: str | None, channel_id: str | None) -> bool:
     value = change.value

@@ -118,7 +118,8 @@ class Message:
         return cls(
             id=strawberry.ID(message.id), conversation_id=strawberry.ID(message.conversation_id),
             channel_id=strawberry.ID(message.channel_id), content=message.content,
-            state=message.state, delivery_state=message.state, sender_type=SenderType(message.sender_type.value),
+            state=message.state, delivery_state=message.state,
+            sender_type=SenderType(message.sender_type.value),
             from_contact=message.from_contact, sent_at=moment(message.sent_at),
             source="facebook", source_message_id=message.source_message_id,
             metadata=message.metadata(), read_by_contact=message.read_by_contact,
@@ -150,7 +151,7 @@ class Conversation:
         if not self._tag_ids:
             return []
         loader = info.context.setdefault(
-            "tag_loader", DataLoader(info.context["gateway"].tags_by_ids, cache=False)
+            "tag_loader", DataLoader(info.context["gateway"].tags.by_ids, cache=False)
         )
         found = [tag for tag in await loader.load_many(self._tag_ids) if tag is not None]
         return [Tag.of(tag) for tag in sorted(found, key=lambda tag: tag.name)]
@@ -207,8 +208,8 @@ class Connection(Generic[Node]):
 
 
 def connection(page: domain.Page, shape) -> Connection:
-    edges = [Edge(cursor=cursor, node=shape(item)) for item, cursor in zip(page.items,
-                                                                              page.cursors)]
+    edges = [Edge(cursor=cursor, node=shape(item))
+             for item, cursor in zip(page.items, page.cursors, strict=True)]
     return Connection(
         edges=edges,
         page_info=PageInfo(
@@ -259,14 +260,11 @@ class ConversationFilterInput:
         default=None, description="A case-insensitive part of the contact's name."
     )
 
-    def to_domain(self) -> domain.ConversationFilter:
-        return domain.ConversationFilter(
-            channel_ids=[str(c) for c in self.channel_ids] if self.channel_ids is not None
-            else None,
-            source=self.source, state=self.state,
-            tag_ids=[str(t) for t in self.tag_ids] if self.tag_ids is not None else None,
-            unread=self.unread, display_name=self.display_name,
-        )
+    def arguments(self) -> dict[str, object]:
+        """As `conversations.list`'s `filters` (gateway.inputs.ConversationFilters checks them)."""
+        return {"channel_ids": self.channel_ids, "source": self.source, "state": self.state,
+                "tag_ids": self.tag_ids, "unread": self.unread,
+                "display_name": self.display_name}
 
 
 @strawberry.input

@@ -31,7 +31,7 @@ from gateway.auth import token_matches, token_of
 from gateway.errors import InvalidInput
 from gateway.graphql.handlers import FrameAdapter, LegacyWSHandler, TransportWSHandler
 from gateway.graphql.multiplex import Multiplexer, subscription_test
-from gateway.service import Gateway
+from gateway.usecases import UseCases
 from gateway.validation import load_json
 
 
@@ -46,9 +46,9 @@ class Loaders:
     message: DataLoader
 
     @classmethod
-    def for_service(cls, gateway: Gateway) -> Loaders:
-        return cls(channel=DataLoader(gateway.channels_by_ids, cache=False),
-                   message=DataLoader(gateway.messages_by_ids, cache=False))
+    def for_service(cls, usecases: UseCases) -> Loaders:
+        return cls(channel=DataLoader(usecases.channels.by_ids, cache=False),
+                   message=DataLoader(usecases.messages.by_ids, cache=False))
 
 
 class GatewayGraphQL(GraphQL):
@@ -123,12 +123,15 @@ class GatewayGraphQL(GraphQL):
                                  f"with the {GRAPHQL_TRANSPORT_WS_PROTOCOL} (or legacy "
                                  f"{GRAPHQL_WS_PROTOCOL}) subprotocol")
 
-    async def get_context(self, request: Request | WebSocket, response: Any) -> dict[str, Any]:
+    # strawberry types the context as None: this view's is a dict (gateway, bus, loaders).
+    async def get_context(  # type: ignore[override]
+        self, request: Request | WebSocket, response: Any
+    ) -> dict[str, Any]:
         state = request.app.state
         return {"request": request, "response": response, "gateway": state.gateway,
                 "bus": state.bus, "loaders": Loaders.for_service(state.gateway)}
 
-    async def on_ws_connect(self, context: dict[str, Any]) -> Any:
+    async def on_ws_connect(self, context: dict[str, Any]) -> Any:  # type: ignore[override]
         """With SYSTEM_TOKEN set, a websocket presents it in connection_init or the upgrade."""
         if not self.system_token:
             return None

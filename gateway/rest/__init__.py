@@ -1,5 +1,5 @@
 """The Airy-compatible REST adapter."""
 
-from gateway.rest.routes import READ_PATHS, routes
+from gateway.rest.routes import routes
 
-__all__ = ["routes", "READ_PATHS"]
+__all__ = ["routes"]

@@ -1,4 +1,6 @@
-"""The OpenAPI document of the REST routes, built from their request models and route table.
+"""The OpenAPI document of the REST routes, built from their definitions alone: the route table
+(gateway.rest.routes), the request models (gateway.inputs) and the answers' shapes
+(gateway.rest.shapes). No schema is written by hand here.
 
 `python -m gateway.rest.openapi > schema/openapi.yaml` regenerates the file (needs PyYAML, one of
 the test extras); a test fails when file and code differ. Served at `/openapi.json`.
@@ -6,114 +8,44 @@ the test extras); a test fails when file and code differ. Served at `/openapi.js
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
+from pydantic import TypeAdapter
+from pydantic.json_schema import GenerateJsonSchema
+from typing_extensions import is_typeddict
+
 from gateway import __version__
-from gateway.domain import TAG_COLORS, WEBHOOK_EVENTS
+from gateway.rest import shapes
 from gateway.rest.routes import SPECS
 
-NULLABLE_STRING = {"type": ["string", "null"]}
-TIME = {"type": "string", "format": "date-time", "example": "2019-02-13T09:39:13.811Z"}
-
-RESPONSES: dict[str, dict[str, Any]] = {
-    "Error": {"type": "object", "required": ["message"],
-              "properties": {"message": {"type": "string"}}},
-    "Channel": {
-        "type": "object", "required": ["id", "source", "source_channel_id", "connected", "metadata"],
-        "properties": {
-            "id": {"type": "string"}, "source": {"type": "string", "enum": ["facebook"]},
-            "source_channel_id": {"type": "string", "description": "The Facebook page id."},
-            "connected": {"type": "boolean"},
-            "metadata": {"type": "object",
-                         "required": ["name", "image_url", "token_valid", "user_data"],
-                         "properties": {"name": {"type": "string"}, "image_url": NULLABLE_STRING,
-                                        "token_valid": {"type": "boolean"},
-                                        "user_data": {"type": "object"}}},
-        },
-    },
-    "Message": {
-        "type": "object",
-        "required": ["id", "content", "state", "delivery_state", "sender_type", "from_contact",
-                     "sent_at", "source", "metadata", "sender"],
-        "properties": {
-            "id": {"type": "string"},
-            "content": {"description": "Inbound: the whole Messenger event. Outbound: the "
-                                       "message object given to messages.send."},
-            "state": {"type": "string", "enum": ["pending", "delivered", "failed"]},
-            "delivery_state": {"type": "string", "enum": ["pending", "delivered", "failed"]},
-            "sender_type": {"type": "string",
-                            "enum": ["source_contact", "source_user", "app_user"]},
-            "from_contact": {"type": "boolean"}, "sent_at": TIME,
-            "source": {"type": "string", "enum": ["facebook"]},
-            "metadata": {"type": "object"},
-            "sender": {"type": "object", "properties": {"id": NULLABLE_STRING,
-                                                        "name": NULLABLE_STRING,
-                                                        "avatar_url": NULLABLE_STRING}},
-        },
-    },
-    "Contact": {"type": "object", "required": ["id", "display_name", "avatar_url", "fetch_state"],
-                "properties": {"id": {"type": "string"}, "display_name": {"type": "string"},
-                               "avatar_url": NULLABLE_STRING,
-                               "fetch_state": {"type": "string",
-                                               "enum": ["pending", "ok", "failed"]}}},
-    "Conversation": {
-        "type": "object",
-        "required": ["id", "created_at", "channel", "contact", "metadata", "unread_count",
-                     "last_message"],
-        "properties": {
-            "id": {"type": "string"}, "created_at": TIME,
-            "channel": {"$ref": "#/components/schemas/Channel"},
-            "contact": {"$ref": "#/components/schemas/Contact"},
-            "metadata": {"type": "object"}, "unread_count": {"type": "integer"},
-            "last_message": {"anyOf": [{"$ref": "#/components/schemas/Message"},
-                                       {"type": "null"}]},
-        },
-    },
-}
+REF = "#/components/schemas/{model}"
 
 
-def _list_of(name: str) -> dict[str, Any]:
-    return {"type": "object", "required": ["data"],
-            "properties": {"data": {"type": "array",
-                                    "items": {"$ref": f"#/components/schemas/{name}"}}}}
+class _Untitled(GenerateJsonSchema):
+    """Field titles would only repeat the field names."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
 
 
-def _page_of(name: str) -> dict[str, Any]:
-    page = _list_of(name)
-    page["required"].append("pagination_data")
-    page["properties"]["pagination_data"] = {
-        "type": "object", "required": ["previous_cursor", "next_cursor", "total"],
-        "properties": {"previous_cursor": NULLABLE_STRING, "next_cursor": NULLABLE_STRING,
-                       "total": {"type": "integer"}}}
-    return page
+def _shape(name: str) -> Any:
+    shape = getattr(shapes, name, None)
+    if not is_typeddict(shape):
+        raise LookupError(f"gateway.rest.shapes defines no shape named {name!r}")
+    return shape
 
 
-RESPONSES |= {
-    "Tag": {"type": "object", "required": ["id", "name", "color"],
-            "properties": {"id": {"type": "string"}, "name": {"type": "string"},
-                           "color": {"type": "string",
-                                     "enum": list(TAG_COLORS)}}},
-    "FacebookPage": {"type": "object", "required": ["page_id", "name", "image_url", "connected"],
-                     "properties": {"page_id": {"type": "string"}, "name": {"type": "string"},
-                                    "image_url": NULLABLE_STRING,
-                                    "connected": {"type": "boolean"}}},
-}
-_WEBHOOK = {
-    "id": {"type": "string"}, "name": NULLABLE_STRING, "url": {"type": "string"},
-    "headers": {"type": "object", "additionalProperties": {"type": "string"}},
-    "events": {"type": "array", "items": {"type": "string", "enum": list(WEBHOOK_EVENTS)}},
-    "status": {"type": "string", "enum": ["Subscribed", "Unsubscribed"]},
-}
-_DELIVERIES = {"last_success_at": {"anyOf": [TIME, {"type": "null"}]}, "last_error": NULLABLE_STRING,
-               "last_error_at": {"anyOf": [TIME, {"type": "null"}]}, "queued": {"type": "integer"}}
-RESPONSES |= {
-    "Webhook": {"type": "object", "required": list(_WEBHOOK), "properties": _WEBHOOK},
-    "WebhookInfo": {"type": "object", "required": [*_WEBHOOK, *_DELIVERIES],
-                    "properties": {**_WEBHOOK, **_DELIVERIES}},
-}
-RESPONSES |= {"ChannelList": _list_of("Channel"), "WebhookList": _list_of("WebhookInfo"), "ConversationPage": _page_of("Conversation"),
-              "MessagePage": _page_of("Message"), "TagList": _list_of("Tag"),
-              "PageList": _list_of("FacebookPage")}
+@cache  # pydantic takes ~10 ms to make them, and they cannot change while the process runs
+def answers() -> dict[str, Any]:
+    """The schemas of Error and of every route's answer, and of every shape they hold, made from
+    their definitions in gateway.rest.shapes. Shared between calls: read them, never change them."""
+    names = ["Error", *sorted({spec.answer for spec in SPECS if spec.answer})]
+    _, document = TypeAdapter.json_schemas(
+        [(name, "serialization", TypeAdapter(_shape(name))) for name in names],
+        ref_template=REF, schema_generator=_Untitled)
+    schemas: dict[str, Any] = document["$defs"]
+    return schemas
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -122,10 +54,10 @@ def _error(description: str) -> dict[str, Any]:
 
 
 def build() -> dict[str, Any]:
-    schemas: dict[str, Any] = dict(RESPONSES)
+    schemas: dict[str, Any] = {}
     paths: dict[str, Any] = {}
     for spec in SPECS:
-        request_schema = spec.model.model_json_schema(ref_template="#/components/schemas/{model}")
+        request_schema = spec.model.model_json_schema(ref_template=REF)
         schemas.update(request_schema.pop("$defs", {}))
         schemas[spec.model.__name__] = request_schema
         responses: dict[str, Any] = {
@@ -154,6 +86,10 @@ def build() -> dict[str, Any]:
                 "schema": {"$ref": f"#/components/schemas/{spec.model.__name__}"}}}},
             "responses": dict(sorted(responses.items())),
         }}
+    answer_schemas = answers()
+    if clash := schemas.keys() & answer_schemas.keys():
+        raise ValueError(f"requests and answers both name schemas {sorted(clash)}")
+    schemas |= answer_schemas
     return {
         "openapi": "3.1.0",
         "info": {"title": "Messenger Gateway", "version": __version__,

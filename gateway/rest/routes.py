@@ -1,29 +1,30 @@
-"""Airy-compatible routes: `POST /<noun>.<verb>` with a JSON body. Parse, call the service, shape."""
+"""Airy-compatible routes: `POST /<noun>.<verb>` with a JSON body. Parse, call a use-case, shape."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.domain import ConversationFilter
-from gateway.rest import bodies
+from gateway import inputs as bodies
 from gateway.rest.shapes import (
     channel_json,
     contact_json,
     conversation_json,
+    facebook_page_json,
     message_json,
     page_json,
+    tag_json,
     webhook_json,
 )
-from gateway.service import Gateway
+from gateway.usecases import UseCases
 from gateway.validation import load_json
 
-Handler = Callable[[Gateway, Any], Awaitable[Response]]
+Handler = Callable[[UseCases, Any], Awaitable[Response]]
 
 
 async def read_json(request: Request) -> Any:
@@ -45,7 +46,6 @@ class RouteSpec:
     empty_status: int = 204  # the status of an answer without a body
     answer_status: int = 200  # the status of an answer with a body
     conflict: bool = False  # may answer 409
-    reads_store: bool = False  # answered from the store alone: the query cache may keep it
 
 
 SPECS: list[RouteSpec] = []
@@ -65,153 +65,154 @@ def no_content() -> Response:
     return Response(status_code=204)
 
 
-async def connect_facebook(gw: Gateway, body: bodies.ConnectFacebook) -> Response:
-    channel = await gw.connect_facebook_channel(
+async def connect_facebook(gw: UseCases, body: bodies.ConnectFacebook) -> Response:
+    channel = await gw.channels.connect_facebook(
         body.page_id, body.page_token, name=body.name, image_url=body.image_url
     )
     return JSONResponse(channel_json(channel))
 
 
-async def disconnect_facebook(gw: Gateway, body: bodies.ChannelRef) -> Response:
-    await gw.disconnect_channel(body.channel_id)
+async def disconnect_facebook(gw: UseCases, body: bodies.ChannelRef) -> Response:
+    await gw.channels.disconnect(body.channel_id)
     return no_content()
 
 
-async def channels_list(gw: Gateway, body: bodies.ChannelsList) -> Response:
-    channels = await gw.list_channels(source=body.source)
+async def channels_list(gw: UseCases, body: bodies.ChannelsList) -> Response:
+    channels = await gw.channels.connected(source=body.source)
     return JSONResponse({"data": [channel_json(c) for c in channels]})
 
 
-async def channels_info(gw: Gateway, body: bodies.ChannelRef) -> Response:
-    return JSONResponse(channel_json(await gw.get_channel(body.channel_id)))
+async def channels_info(gw: UseCases, body: bodies.ChannelRef) -> Response:
+    return JSONResponse(channel_json(await gw.channels.get(body.channel_id)))
 
 
-async def channels_update(gw: Gateway, body: bodies.ChannelUpdate) -> Response:
-    channel = await gw.update_channel(body.channel_id, name=body.name, image_url=body.image_url)
+async def channels_update(gw: UseCases, body: bodies.ChannelUpdate) -> Response:
+    channel = await gw.channels.update(body.channel_id, name=body.name, image_url=body.image_url)
     return JSONResponse(channel_json(channel))
 
 
-async def conversations_list(gw: Gateway, body: bodies.ConversationsList) -> Response:
-    where = ConversationFilter(**body.filters.model_dump()) if body.filters else None
-    page = await gw.list_conversations(
+async def conversations_list(gw: UseCases, body: bodies.ConversationsList) -> Response:
+    where = body.filters.to_domain() if body.filters else None
+    page = await gw.conversations.page(
         channel_id=body.channel_id, cursor=body.cursor, page_size=body.page_size, where=where
     )
     return JSONResponse(page_json(page, conversation_json))
 
 
-async def conversations_info(gw: Gateway, body: bodies.ConversationRef) -> Response:
-    return JSONResponse(conversation_json(await gw.get_conversation(body.conversation_id)))
+async def conversations_info(gw: UseCases, body: bodies.ConversationRef) -> Response:
+    return JSONResponse(conversation_json(await gw.conversations.get(body.conversation_id)))
 
 
-async def conversations_read(gw: Gateway, body: bodies.ConversationRef) -> Response:
-    await gw.mark_conversation_read(body.conversation_id)
+async def conversations_read(gw: UseCases, body: bodies.ConversationRef) -> Response:
+    await gw.conversations.mark_read(body.conversation_id)
     return no_content()
 
 
-async def conversations_update_contact(gw: Gateway, body: bodies.UpdateContact) -> Response:
-    await gw.update_contact(body.conversation_id, body.display_name)
+async def conversations_update_contact(gw: UseCases, body: bodies.UpdateContact) -> Response:
+    await gw.conversations.update_contact(body.conversation_id, body.display_name)
     return no_content()
 
 
-async def conversations_refetch(gw: Gateway, body: bodies.ConversationRef) -> Response:
-    await gw.refetch_contact(body.conversation_id)
+async def conversations_refetch(gw: UseCases, body: bodies.ConversationRef) -> Response:
+    await gw.conversations.refetch_contact(body.conversation_id)
     return Response(status_code=202)
 
 
-async def conversations_set_state(gw: Gateway, body: bodies.ConversationState) -> Response:
-    await gw.set_conversation_state(body.conversation_id, body.state)
+async def conversations_set_state(gw: UseCases, body: bodies.ConversationState) -> Response:
+    await gw.conversations.set_state(body.conversation_id, body.state)
     return no_content()
 
 
-async def conversations_remove_state(gw: Gateway, body: bodies.ConversationRef) -> Response:
-    await gw.set_conversation_state(body.conversation_id, None)
+async def conversations_remove_state(gw: UseCases, body: bodies.ConversationRef) -> Response:
+    await gw.conversations.set_state(body.conversation_id, None)
     return no_content()
 
 
-async def messages_resend(gw: Gateway, body: bodies.MessageRef) -> Response:
-    return JSONResponse(message_json(await gw.resend_message(body.message_id)))
+async def messages_resend(gw: UseCases, body: bodies.MessageRef) -> Response:
+    return JSONResponse(message_json(await gw.messages.resend(body.message_id)))
 
 
-async def conversations_tag(gw: Gateway, body: bodies.ConversationTag) -> Response:
-    await gw.tag_conversation(body.conversation_id, body.tag_id)
+async def conversations_tag(gw: UseCases, body: bodies.ConversationTag) -> Response:
+    await gw.tags.tag_conversation(body.conversation_id, body.tag_id)
     return no_content()
 
 
-async def conversations_untag(gw: Gateway, body: bodies.ConversationTag) -> Response:
-    await gw.untag_conversation(body.conversation_id, body.tag_id)
+async def conversations_untag(gw: UseCases, body: bodies.ConversationTag) -> Response:
+    await gw.tags.untag_conversation(body.conversation_id, body.tag_id)
     return no_content()
 
 
-async def messages_suggest_replies(gw: Gateway, body: bodies.SuggestReplies) -> Response:
-    return JSONResponse(message_json(await gw.suggest_replies(body.message_id, body.suggestions)))
+async def messages_suggest_replies(gw: UseCases, body: bodies.SuggestReplies) -> Response:
+    message = await gw.messages.suggest_replies(body.message_id, body.suggestions)
+    return JSONResponse(message_json(message))
 
 
-async def metadata_upsert(gw: Gateway, body: bodies.MetadataUpsert) -> Response:
-    await gw.upsert_metadata(body.subject, body.id, body.data)
+async def metadata_upsert(gw: UseCases, body: bodies.MetadataUpsert) -> Response:
+    await gw.metadata.upsert(body.subject, body.id, body.data)
     return no_content()
 
 
-async def explore_facebook(gw: Gateway, body: bodies.ExploreFacebook) -> Response:
-    pages = await gw.explore_facebook_pages(body.auth_token)
-    return JSONResponse({"data": [asdict(page) for page in pages]})
+async def explore_facebook(gw: UseCases, body: bodies.ExploreFacebook) -> Response:
+    pages = await gw.channels.explore_facebook(body.auth_token)
+    return JSONResponse({"data": [facebook_page_json(page) for page in pages]})
 
 
-async def tags_create(gw: Gateway, body: bodies.TagCreate) -> Response:
-    return JSONResponse(asdict(await gw.create_tag(body.name, body.color)), status_code=201)
+async def tags_create(gw: UseCases, body: bodies.TagCreate) -> Response:
+    return JSONResponse(tag_json(await gw.tags.create(body.name, body.color)), status_code=201)
 
 
-async def tags_list(gw: Gateway, body: bodies.Body) -> Response:
-    return JSONResponse({"data": [asdict(tag) for tag in await gw.list_tags()]})
+async def tags_list(gw: UseCases, body: bodies.Body) -> Response:
+    return JSONResponse({"data": [tag_json(tag) for tag in await gw.tags.all()]})
 
 
-async def tags_update(gw: Gateway, body: bodies.TagUpdate) -> Response:
-    await gw.update_tag(body.id, name=body.name, color=body.color)
+async def tags_update(gw: UseCases, body: bodies.TagUpdate) -> Response:
+    await gw.tags.update(body.id, name=body.name, color=body.color)
     return no_content()
 
 
-async def tags_delete(gw: Gateway, body: bodies.TagRef) -> Response:
-    await gw.delete_tag(body.id)
+async def tags_delete(gw: UseCases, body: bodies.TagRef) -> Response:
+    await gw.tags.delete(body.id)
     return no_content()
 
 
-async def webhooks_subscribe(gw: Gateway, body: bodies.WebhookSubscribe) -> Response:
-    webhook = await gw.subscribe_webhook(
+async def webhooks_subscribe(gw: UseCases, body: bodies.WebhookSubscribe) -> Response:
+    webhook = await gw.webhooks.subscribe(
         body.url, webhook_id=body.id, name=body.name, events=body.events, headers=body.headers,
         signature_key=body.signature_key,
     )
     return JSONResponse(webhook_json(webhook))
 
 
-async def webhooks_update(gw: Gateway, body: bodies.WebhookUpdate) -> Response:
-    webhook = await gw.update_webhook(
+async def webhooks_update(gw: UseCases, body: bodies.WebhookUpdate) -> Response:
+    webhook = await gw.webhooks.update(
         body.id, url=body.url, name=body.name, events=body.events, headers=body.headers,
         signature_key=body.signature_key,
     )
     return JSONResponse(webhook_json(webhook))
 
 
-async def webhooks_unsubscribe(gw: Gateway, body: bodies.WebhookRef) -> Response:
-    return JSONResponse(webhook_json(await gw.unsubscribe_webhook(body.id)))
+async def webhooks_unsubscribe(gw: UseCases, body: bodies.WebhookRef) -> Response:
+    return JSONResponse(webhook_json(await gw.webhooks.unsubscribe(body.id)))
 
 
-async def webhooks_info(gw: Gateway, body: bodies.WebhookRef) -> Response:
-    return JSONResponse(webhook_json(*await gw.webhook_info(body.id)))
+async def webhooks_info(gw: UseCases, body: bodies.WebhookRef) -> Response:
+    return JSONResponse(webhook_json(*await gw.webhooks.info(body.id)))
 
 
-async def webhooks_list(gw: Gateway, body: bodies.Body) -> Response:
-    return JSONResponse({"data": [webhook_json(*item) for item in await gw.list_webhooks()]})
+async def webhooks_list(gw: UseCases, body: bodies.Body) -> Response:
+    return JSONResponse({"data": [webhook_json(*item) for item in await gw.webhooks.all()]})
 
 
-async def messages_list(gw: Gateway, body: bodies.MessagesList) -> Response:
-    view = await gw.get_conversation(body.conversation_id)
-    page = await gw.list_messages(body.conversation_id, cursor=body.cursor,
+async def messages_list(gw: UseCases, body: bodies.MessagesList) -> Response:
+    view = await gw.conversations.get(body.conversation_id)
+    page = await gw.messages.page(body.conversation_id, cursor=body.cursor,
                                   page_size=body.page_size)
     contact = contact_json(view.conversation)
     return JSONResponse(page_json(page, lambda m: message_json(m, contact)))
 
 
-async def messages_send(gw: Gateway, body: bodies.MessagesSend) -> Response:
-    message = await gw.send_message(
+async def messages_send(gw: UseCases, body: bodies.MessagesSend) -> Response:
+    message = await gw.messages.send(
         body.conversation_id, body.message, messaging_type=body.messaging_type, tag=body.tag
     )
     return JSONResponse(message_json(message))
@@ -226,15 +227,14 @@ routes = [
          "The pages a Facebook user manages (a user token), each saying whether it is "
          "connected.", calls_graph=True),
     post("/channels.list", bodies.ChannelsList, channels_list, "ChannelList",
-         "Connected channels.", reads_store=True),
-    post("/channels.info", bodies.ChannelRef, channels_info, "Channel", "One connected channel.",
-         reads_store=True),
+         "Connected channels."),
+    post("/channels.info", bodies.ChannelRef, channels_info, "Channel", "One connected channel."),
     post("/channels.update", bodies.ChannelUpdate, channels_update, "Channel",
          "Rename a channel or change its picture."),
     post("/conversations.list", bodies.ConversationsList, conversations_list, "ConversationPage",
-         "Conversations, newest activity first.", reads_store=True),
+         "Conversations, newest activity first."),
     post("/conversations.info", bodies.ConversationRef, conversations_info, "Conversation",
-         "One conversation.", reads_store=True),
+         "One conversation."),
     post("/conversations.read", bodies.ConversationRef, conversations_read, None,
          "Set the unread count back to 0."),
     post("/conversations.mark-read", bodies.ConversationRef, conversations_read, None,
@@ -259,8 +259,7 @@ routes = [
          "Merge data into the user_data of a message, conversation or channel."),
     post("/tags.create", bodies.TagCreate, tags_create, "Tag", "Create a tag (409: name taken).",
          answer_status=201, conflict=True),
-    post("/tags.list", bodies.Body, tags_list, "TagList", "Every tag, by name.",
-         reads_store=True),
+    post("/tags.list", bodies.Body, tags_list, "TagList", "Every tag, by name."),
     post("/tags.update", bodies.TagUpdate, tags_update, None,
          "Rename a tag or change its colour (409: name taken).", conflict=True),
     post("/tags.delete", bodies.TagRef, tags_delete, None,
@@ -278,9 +277,8 @@ routes = [
     post("/messages.resend", bodies.MessageRef, messages_resend, "Message",
          "Send a failed message again (409 when it is not failed).", conflict=True),
     post("/messages.list", bodies.MessagesList, messages_list, "MessagePage",
-         "A conversation's messages, newest first.", reads_store=True),
+         "A conversation's messages, newest first."),
     post("/messages.send", bodies.MessagesSend, messages_send, "Message",
          "Queue a message (answered pending); it is delivered in the background."),
 ]
 
-READ_PATHS = [spec.path for spec in SPECS if spec.reads_store]

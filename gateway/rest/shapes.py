@@ -1,22 +1,202 @@
-"""Airy's JSON shapes for channels, conversations and messages (snake_case, ISO-8601 times)."""
+"""Airy's JSON shapes, each defined once: a TypedDict says what an answer holds, the function
+beside it builds that answer from domain objects, and `gateway.rest.openapi` makes each OpenAPI
+schema from the same TypedDict (through pydantic), so the document cannot drift from the JSON.
+
+The answers are plain dicts, written as literals in the order their TypedDict lists the fields
+(tests/test_openapi.py checks both against real answers): the read paths pay nothing for the
+definitions. Snake_case fields, ISO-8601 times, nulls kept. The classes carry the names of the
+document's schemas; the domain's types of the same names are written `domain.Channel` etc. here.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any, cast
 
+from pydantic import Field, WithJsonSchema
+from typing_extensions import TypedDict
+
+from gateway import domain
 from gateway.domain import (
-    Channel,
-    Conversation,
-    ConversationView,
-    Message,
-    Page,
-    Webhook,
+    TAG_COLORS,
+    WEBHOOK_EVENTS,
+    DeliveryState,
+    FetchState,
+    SenderType,
     iso,
 )
 
 
-def channel_json(channel: Channel) -> dict[str, Any]:
-    # The page token is never part of any answer.
+def _one_of(values: Iterable[str]) -> WithJsonSchema:
+    """A string that is one of `values`: the domain's enums, named once, give the document's."""
+    return WithJsonSchema({"type": "string", "enum": list(values)})
+
+
+Time = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time",
+                                      "example": "2019-02-13T09:39:13.811Z"})]
+Source = Annotated[str, _one_of(["facebook"])]
+DeliveryStateName = Annotated[str, _one_of(state.value for state in DeliveryState)]
+FetchStateName = Annotated[str, _one_of(state.value for state in FetchState)]
+UserData = Annotated[dict[str, Any], Field(description="Set through metadata.upsert.")]
+
+
+class Error(TypedDict):
+    """Every answer that is not a success."""
+
+    message: Annotated[str, Field(description="What is wrong; for a body, the field it names.")]
+
+
+class ChannelMetadata(TypedDict):
+    name: str
+    image_url: str | None
+    token_valid: Annotated[bool, Field(description="False once Meta refuses the page token: "
+                                                   "connect the page again.")]
+    user_data: UserData
+
+
+class Channel(TypedDict):
+    """A Facebook page, connected or not. Its page token is never part of any answer."""
+
+    id: str
+    source: Source
+    source_channel_id: Annotated[str, Field(description="The Facebook page id.")]
+    connected: bool
+    metadata: ChannelMetadata
+
+
+class Contact(TypedDict):
+    """The person who writes to the page."""
+
+    id: Annotated[str, Field(description="The person's page-scoped id (PSID).")]
+    display_name: Annotated[str, Field(description='Until the profile is fetched: "Facebook " '
+                                                   "and the last five characters of the "
+                                                   "conversation id.")]
+    avatar_url: str | None
+    fetch_state: FetchStateName
+
+
+class ContactMetadata(TypedDict):
+    display_name: str
+    avatar_url: str | None
+    fetch_state: FetchStateName
+
+
+class Sender(TypedDict):
+    """Who wrote a message: the contact, or the page (id: the channel's id)."""
+
+    id: str | None
+    name: str | None
+    avatar_url: str | None
+
+
+class Message(TypedDict):
+    id: str
+    content: Annotated[dict[str, Any], Field(description="Inbound: the whole Messenger event. "
+                                                         "Outbound: the message object given to "
+                                                         "messages.send.")]
+    state: DeliveryStateName
+    delivery_state: Annotated[DeliveryStateName, Field(description="The same as state.")]
+    sender_type: Annotated[str, _one_of(kind.value for kind in SenderType)]
+    from_contact: bool
+    sent_at: Time
+    source: Source
+    metadata: Annotated[dict[str, Any], Field(description=(
+        "Only what is set of: source (id: Meta's mid; error: Meta's error), error, reaction, "
+        "user_read (a message to the contact), suggestions, user_data."))]
+    sender: Sender
+
+
+class ConversationMetadata(TypedDict):
+    contact: ContactMetadata
+    unread_count: int
+    state: Annotated[str | None, Field(description="Set by users, e.g. OPEN or CLOSED.")]
+    tags: Annotated[dict[str, str], Field(description="The ids of its tags, each with an empty "
+                                                      "string.")]
+    user_data: UserData
+
+
+class Conversation(TypedDict):
+    id: str
+    created_at: Time
+    channel: Channel
+    contact: Contact
+    metadata: ConversationMetadata
+    unread_count: int
+    last_message: Message | None
+
+
+class PaginationData(TypedDict):
+    previous_cursor: str | None
+    next_cursor: Annotated[str | None, Field(description="Null on the last page.")]
+    total: int
+
+
+class ConversationPage(TypedDict):
+    """Conversations, newest activity first."""
+
+    data: list[Conversation]
+    pagination_data: PaginationData
+
+
+class MessagePage(TypedDict):
+    """A conversation's messages, newest first."""
+
+    data: list[Message]
+    pagination_data: PaginationData
+
+
+class ChannelList(TypedDict):
+    data: list[Channel]
+
+
+class Tag(TypedDict):
+    id: str
+    name: str
+    color: Annotated[str, _one_of(TAG_COLORS)]
+
+
+class TagList(TypedDict):
+    data: list[Tag]
+
+
+class FacebookPage(TypedDict):
+    """A page a Facebook user manages."""
+
+    page_id: str
+    name: str
+    image_url: str | None
+    connected: Annotated[bool, Field(description="Whether it is a connected channel here.")]
+
+
+class PageList(TypedDict):
+    data: list[FacebookPage]
+
+
+class Webhook(TypedDict):
+    """An outgoing webhook. Its signature key is never part of any answer."""
+
+    id: str
+    name: str | None
+    url: str
+    headers: dict[str, str]
+    events: list[Annotated[str, _one_of(WEBHOOK_EVENTS)]]
+    status: Annotated[str, _one_of(["Subscribed", "Unsubscribed"])]
+
+
+class WebhookInfo(Webhook):
+    """An outgoing webhook and how its deliveries fare."""
+
+    last_success_at: Time | None
+    last_error: str | None
+    last_error_at: Time | None
+    queued: Annotated[int, Field(description="Deliveries waiting to be posted.")]
+
+
+class WebhookList(TypedDict):
+    data: list[WebhookInfo]
+
+
+def channel_json(channel: domain.Channel) -> Channel:
     return {
         "id": channel.id,
         "source": channel.source,
@@ -27,7 +207,7 @@ def channel_json(channel: Channel) -> dict[str, Any]:
     }
 
 
-def contact_json(conversation: Conversation) -> dict[str, Any]:
+def contact_json(conversation: domain.Conversation) -> Contact:
     contact = conversation.contact
     return {
         "id": contact.id,
@@ -37,8 +217,8 @@ def contact_json(conversation: Conversation) -> dict[str, Any]:
     }
 
 
-def message_json(message: Message, contact: dict[str, Any] | None = None) -> dict[str, Any]:
-    sender = {"id": None, "name": None, "avatar_url": None}
+def message_json(message: domain.Message, contact: Contact | None = None) -> Message:
+    sender: Sender = {"id": None, "name": None, "avatar_url": None}
     if message.from_contact and contact:
         sender = {"id": contact["id"], "name": contact["display_name"],
                   "avatar_url": contact["avatar_url"]}
@@ -51,23 +231,25 @@ def message_json(message: Message, contact: dict[str, Any] | None = None) -> dic
         "delivery_state": message.state.value,
         "sender_type": message.sender_type.value,
         "from_contact": message.from_contact,
-        "sent_at": iso(message.sent_at),
+        "sent_at": cast(str, iso(message.sent_at)),
         "source": "facebook",
         "metadata": message.metadata(),
         "sender": sender,
     }
 
 
-def conversation_json(view: ConversationView) -> dict[str, Any]:
+def conversation_json(view: domain.ConversationView) -> Conversation:
     conversation = view.conversation
     contact = contact_json(conversation)
     return {
         "id": conversation.id,
-        "created_at": iso(conversation.created_at),
+        "created_at": cast(str, iso(conversation.created_at)),
         "channel": channel_json(view.channel),
         "contact": contact,
         "metadata": {
-            "contact": {k: contact[k] for k in ("display_name", "avatar_url", "fetch_state")},
+            "contact": {"display_name": contact["display_name"],
+                        "avatar_url": contact["avatar_url"],
+                        "fetch_state": contact["fetch_state"]},
             "unread_count": conversation.unread_count,
             "state": conversation.state,
             "tags": {tag_id: "" for tag_id in conversation.tag_ids},
@@ -78,26 +260,37 @@ def conversation_json(view: ConversationView) -> dict[str, Any]:
     }
 
 
-def page_json(page: Page, shape) -> dict[str, Any]:
-    return {
-        "data": [shape(item) for item in page.items],
-        "pagination_data": {
-            "previous_cursor": page.previous_cursor,
-            "next_cursor": page.next_cursor,
-            "total": page.total,
-        },
+def page_json(page: domain.Page, shape: Callable[[Any], Any]) -> dict[str, Any]:
+    """A ConversationPage or a MessagePage, as `shape` makes its items."""
+    pagination: PaginationData = {
+        "previous_cursor": page.previous_cursor,
+        "next_cursor": page.next_cursor,
+        "total": page.total,
     }
+    return {"data": [shape(item) for item in page.items], "pagination_data": pagination}
 
 
-def webhook_json(webhook: Webhook, queued: int | None = None) -> dict[str, Any]:
-    """Airy's webhook shape; with `queued`, also how its deliveries fare. Never the key."""
-    shape: dict[str, Any] = {
+def tag_json(tag: domain.Tag) -> Tag:
+    return {"id": tag.id, "name": tag.name, "color": tag.color}
+
+
+def facebook_page_json(page: domain.FacebookPage) -> FacebookPage:
+    return {"page_id": page.page_id, "name": page.name, "image_url": page.image_url,
+            "connected": page.connected}
+
+
+def webhook_json(webhook: domain.Webhook, queued: int | None = None) -> Webhook:
+    """Airy's webhook shape; with `queued`, a WebhookInfo: also how its deliveries fare."""
+    shape: Webhook = {
         "id": webhook.id, "name": webhook.name, "url": webhook.url, "headers": webhook.headers,
         "events": webhook.events,
         "status": "Subscribed" if webhook.subscribed else "Unsubscribed",
     }
-    if queued is not None:
-        shape |= {"last_success_at": iso(webhook.last_success_at),
-                  "last_error": webhook.last_error, "last_error_at": iso(webhook.last_error_at),
-                  "queued": queued}
-    return shape
+    if queued is None:
+        return shape
+    info: WebhookInfo = {
+        **shape, "last_success_at": iso(webhook.last_success_at),
+        "last_error": webhook.last_error, "last_error_at": iso(webhook.last_error_at),
+        "queued": queued,
+    }
+    return info

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from functools import lru_cache
+from functools import cache
 from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
@@ -43,22 +43,24 @@ class Unreadable(Exception):
         super().__init__(f"the {collection} document {_shown(doc_id)} cannot be read: {reason}")
 
 
-@lru_cache(maxsize=None)
-def adapter(kind: type) -> TypeAdapter:
+@cache
+def adapter(kind: Any) -> TypeAdapter:
     """The validator of a domain type (built once per type)."""
     return TypeAdapter(kind)
 
 
 def validate(kind: type[T], values: Mapping[str, Any]) -> T:
     """`kind` from `values` as its annotations demand (ValidationError otherwise)."""
-    return adapter(kind).validate_python(values)
+    return adapter(kind).validate_python(values)  # type: ignore[arg-type]  # types hash
 
 
 def convert(collection: str, doc: Mapping[str, Any], to: Callable[[Mapping[str, Any]], T]) -> T:
     """`to(doc)`, or `Unreadable` (warned about) when the document cannot be converted."""
     try:
         return to(doc)
-    except Exception as exc:  # whatever a converter raises, the document is what is wrong
+    # What a converter raises for a document it cannot read (pydantic's ValidationError and
+    # Malformed are ValueErrors): the document is what is wrong.
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
         doc_id = doc.get("_id") if isinstance(doc, Mapping) else None
         unreadable = Unreadable(collection, doc_id, reason(exc))
         _warn(unreadable)

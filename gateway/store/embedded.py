@@ -25,6 +25,8 @@ import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
+from gateway import retry
+
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 30.0
@@ -143,7 +145,7 @@ class EmbeddedServer:
             if self._stopping:
                 return
             failures = 1 if loop.time() - started > STABLE_SECONDS else failures + 1
-            delay = min(RESTART_DELAY * 2 ** (failures - 1), MAX_RESTART_DELAY)
+            delay = retry.delay(RESTART_DELAY, failures, MAX_RESTART_DELAY)
             log.warning("the embedded store (nx-27017, pid %d) exited with code %s; starting it "
                         "again on the same data in %.1fs", process.pid, code, delay)
             await asyncio.sleep(delay)
@@ -154,8 +156,8 @@ class EmbeddedServer:
                 log.error("the embedded store could not be started again: %s", exc)
                 continue  # self._process is a dead one: back off further and try again
             self.restarts += 1
-            log.warning("the embedded store is back (pid %d, restart %d)", self._process.pid,
-                        self.restarts)
+            log.warning("the embedded store is back (pid %d, restart %d)",
+                        self._process.pid if self._process else 0, self.restarts)
 
     async def _wait_for_previous_server(self) -> None:
         """A server left by a gateway that was just killed is still shutting down: let it.
@@ -203,7 +205,7 @@ async def _end(process: asyncio.subprocess.Process, timeout: float) -> None:
         os.kill(process.pid, signal.SIGCONT)  # a stopped server stops for good
     try:
         await asyncio.wait_for(process.wait(), max(timeout - 0.5, 0.1))
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.warning("the embedded store (pid %d) did not stop in time; killing it", process.pid)
         with contextlib.suppress(ProcessLookupError):
             process.kill()

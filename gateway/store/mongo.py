@@ -6,7 +6,7 @@ missing), `_id` kept out of compound indexes, and upserts avoided where an inser
 duplicate key says the same thing more plainly.
 
 Every query has a shape both servers answer from an index, with work that follows the page, not
-the data (README, "What a request costs"). nx-27017 answers a query in SQL when it can, and
+the data (docs/costs.md). nx-27017 answers a query in SQL when it can, and
 otherwise reads the whole collection into Python; so, here:
 - equality on any field but `_id` is written `{"$eq": value}` (`eq`): nx-27017 reads a bare value
   as "equal, or an array holding it", which no index serves;
@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import builtins
 import contextlib
 import logging
 import re
@@ -41,6 +42,7 @@ from pymongo.monitoring import (
     PoolClearedEvent,
 )
 
+from gateway import changes as registry
 from gateway.domain import (
     Channel,
     Contact,
@@ -55,6 +57,7 @@ from gateway.domain import (
     Page,
     SenderType,
     Tag,
+    TagColor,
     Timestamp,
     clamp_ms,
     new_id,
@@ -401,16 +404,12 @@ class ChannelRepo:
                 return_document=ReturnDocument.AFTER,
             )
             if doc:
-                channel = self._channel(doc)
-                if channel is None:  # stored by something else, in a shape this cannot read
-                    raise Conflict(f"the stored channel of page {page_id} cannot be read "
-                                   "(the gateway's log says why)")
-                return channel
+                return self._channel(doc) or _unreadable_channel(page_id)
             try:
                 doc = {"_id": new_id(), "source": "facebook", "source_channel_id": page_id,
                        "created_at": at, **values}
                 await self.c.insert_one(doc)
-                return self._channel(doc)
+                return self._channel(doc) or _unreadable_channel(page_id)
             except DuplicateKeyError:
                 continue  # connected concurrently: update the one that won
         raise RuntimeError("could not store the channel")
@@ -430,6 +429,12 @@ class ChannelRepo:
             return_document=ReturnDocument.AFTER,
         )
         return self._channel(doc)
+
+
+def _unreadable_channel(page_id: str) -> Channel:
+    """A stored channel in a shape this cannot read (stored by something else) is no answer."""
+    raise Conflict(f"the stored channel of page {page_id} cannot be read "
+                   "(the gateway's log says why)")
 
 
 def _channel(doc: Doc | None) -> Channel | None:
@@ -530,15 +535,16 @@ class ConversationRepo:
 
         `before_insert` gets the new conversation's id before it is stored (to queue work for it).
         """
+        conversation_id = new_id()
         doc = {
-            "_id": new_id(), "channel_id": channel_id, "contact_id": contact_id,
+            "_id": conversation_id, "channel_id": channel_id, "contact_id": contact_id,
             "created_at": at, "last_message_at": at, "last_message_id": None, "unread_count": 0,
             "message_count": 0, "counted_ids": [],
             "contact": {"display_name": None, "avatar_url": None,
                         "fetch_state": FetchState.PENDING.value, "fetch_error": None},
         }
         if before_insert:
-            await before_insert(doc["_id"])
+            await before_insert(conversation_id)
         try:
             await self.c.insert_one(doc)
         except DuplicateKeyError:
@@ -974,7 +980,7 @@ class TagRepo:
     def __init__(self, collection) -> None:
         self.c = collection
 
-    async def create(self, name: str, color: str) -> Tag | None:
+    async def create(self, name: str, color: TagColor) -> Tag | None:
         """None when a tag of that name exists."""
         tag = Tag(id=new_id(), name=name, color=color)
         try:
@@ -991,8 +997,8 @@ class TagRepo:
         doc = await self.c.find_one({"_id": tag_id})
         return _tag(doc)
 
-    async def many(self, ids: list[str]) -> dict[str, Tag]:
-        docs = await self.c.find({"_id": {"$in": list(set(ids))}}).to_list()
+    async def many(self, ids: builtins.list[str]) -> dict[str, Tag]:
+        docs = await self.c.find({"_id": {"$in": builtins.list(set(ids))}}).to_list()
         return {tag.id: tag for tag in read_all("tags", docs, _to_tag)}
 
     async def update(self, tag_id: str, changes: dict[str, Any]) -> bool:
@@ -1216,9 +1222,13 @@ class JobRepo:
 
 # --- change streams -------------------------------------------------------------------------
 
+# The store's converter to each domain object a change may carry; which collections are followed,
+# and what each carries, is declared in `gateway.changes`.
+CONVERTERS: dict[type, Callable[[Doc], Any]] = {
+    Message: _to_message, Conversation: _to_conversation, Channel: _to_channel, Tag: _to_tag,
+}
 WATCHED: dict[str, Callable[[Doc], Any]] = {
-    "messages": _to_message, "conversations": _to_conversation, "channels": _to_channel,
-    "tags": _to_tag,
+    name: CONVERTERS[kind] for name, kind in registry.WATCHED.items()
 }
 
 

@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -32,7 +33,7 @@ from nx_27017.server import handle_client
 try:  # as nx-27017 serves: on uvloop when it is installed
     from uvloop import run
 except ImportError:
-    from asyncio import run
+    from asyncio import run  # type: ignore[assignment]  # the same call, without uvloop
 
 log = logging.getLogger("nx_27017")
 
@@ -223,7 +224,7 @@ class MeasuringHandler(Handler):
             explaining.on = True
             try:
                 plan = [row[-1] for row in raw.execute("EXPLAIN QUERY PLAN " + query).fetchall()]
-            except Exception:  # a statement that only makes sense with its parameters bound
+            except sqlite3.Error:  # a statement that only makes sense with its parameters bound
                 plan = []
             finally:
                 explaining.on = False

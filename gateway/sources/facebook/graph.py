@@ -82,7 +82,8 @@ class GraphClient:
                 if isinstance(item, dict) and item.get("id"):
                     pages.append({"id": str(item["id"]), "name": item.get("name"),
                                   "image_url": _picture_url(item.get("picture"))})
-            paging = data.get("paging") if isinstance(data.get("paging"), dict) else {}
+            paging = data.get("paging")
+            paging = paging if isinstance(paging, dict) else {}
             after = (paging.get("cursors") or {}).get("after") if paging.get("next") else None
             if not isinstance(after, str) or not after:
                 break
@@ -108,7 +109,8 @@ class GraphClient:
         name = " ".join(
             str(part) for part in (data.get("first_name"), data.get("last_name")) if part
         )
-        return {"display_name": name or data.get("name") or None, "avatar_url": data.get("profile_pic")}
+        return {"display_name": name or data.get("name") or None,
+                "avatar_url": data.get("profile_pic")}
 
     async def send_message(
         self,

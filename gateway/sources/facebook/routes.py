@@ -41,7 +41,7 @@ async def receive(request: Request) -> Response:
         return JSONResponse({"message": "X-Hub-Signature-256 does not match the body"},
                             status_code=403)
     events = parse_envelope(body)
-    await request.app.state.gateway.ingest_events(events)
+    await request.app.state.gateway.ingest.ingest(events)
     return PlainTextResponse("EVENT_RECEIVED")
 
 

@@ -1,4 +1,5 @@
-"""Meta's webhook signature: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)>`."""
+"""Meta's webhook signature:
+`X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)>`."""
 
 from __future__ import annotations
 

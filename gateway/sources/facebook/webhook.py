@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.domain import EventKind, InboundEvent, is_graph_id, now_ms
@@ -28,7 +28,7 @@ from gateway.validation import load_json
 MAX_EVENTS = 10_000
 # Times (event timestamps, delivery and read watermarks) are milliseconds since the epoch: from
 # 2004 (before Facebook) to a day ahead of now (clocks differ a little, never by a day).
-EARLIEST_MS = int(datetime(2004, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
+EARLIEST_MS = int(datetime(2004, 1, 1, tzinfo=UTC).timestamp() * 1000)
 LATEST_AHEAD_MS = 24 * 3600 * 1000
 MAX_MID_CHARS = 512  # Meta's mids are about 100 characters
 MAX_METADATA_CHARS = 1000  # the Send API's limit on `metadata`
@@ -153,7 +153,8 @@ def _read_event(key: str, page_id: str, raw: Any, received: int) -> InboundEvent
 
 def event_key(page_id: str, raw: Any) -> str:
     """The same event delivered twice hashes the same, whatever the order of its keys."""
-    canonical = json.dumps([page_id, raw], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = json.dumps([page_id, raw], sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 

@@ -1,8 +1,11 @@
-"""Request bodies of the REST routes, validated by pydantic so each error names its field."""
+"""Every command's input, defined once: the REST routes parse their bodies with these models, and
+the GraphQL resolvers parse their arguments with the same ones (field names as in Airy's REST
+bodies), so both refuse the same inputs with the same message, naming the field."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -13,7 +16,7 @@ from pydantic import (
     field_validator,
 )
 
-from gateway.domain import DEFAULT_TAG_COLOR, TAG_COLORS
+from gateway.domain import DEFAULT_TAG_COLOR, ConversationFilter, TagColor
 from gateway.errors import InvalidInput
 
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -58,6 +61,9 @@ class ConversationFilters(Body):
     tag_ids: Annotated[list[Id], Field(min_length=1, max_length=20)] | None = None
     unread: bool | None = Field(default=None, strict=True)
     display_name: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+    def to_domain(self) -> ConversationFilter:
+        return ConversationFilter(**self.model_dump())
 
 
 class ConversationsList(Body):
@@ -115,7 +121,6 @@ class ExploreFacebook(Body):
 
 
 TagName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-TagColor = Literal[TAG_COLORS]  # a tuple inside Literal[...] lists its values
 
 
 class TagCreate(Body):
@@ -169,15 +174,20 @@ class WebhookRef(Body):
     id: Id
 
 
-def parse(model: type[Body], data: Any) -> Body:
-    """Validate `data`; the first problem becomes an `InvalidInput` that names the field."""
+B = TypeVar("B", bound=Body)
+
+
+def parse(model: type[B], data: Any, names: Callable[[str], str] = str) -> B:
+    """Validate `data`; the first problem becomes an `InvalidInput` that names the field (as
+    `names` calls it: GraphQL's arguments are named in camelCase)."""
     if not isinstance(data, dict):
         raise InvalidInput("request body must be a JSON object")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
-        field = ".".join(str(part) for part in error["loc"]) or "body"
+        loc = [str(part) for part in error["loc"]]
+        field = ".".join([names(loc[0]), *loc[1:]]) if loc else "body"
         if error["type"] == "missing":
             raise InvalidInput(f"{field} is required") from None
         raise InvalidInput(f"{field}: {error['msg']}") from None

@@ -1,0 +1,38 @@
+"""The use-cases, one module per concern. REST routes, GraphQL resolvers, the webhook and the
+background loops call these, and only these (`UseCases`, built once by `build`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.usecases.base import Deps, GraphApi
+from gateway.usecases.channels import Channels
+from gateway.usecases.conversations import Conversations
+from gateway.usecases.ingest import Ingest
+from gateway.usecases.messages import Messages
+from gateway.usecases.metadata import Metadata
+from gateway.usecases.profiles import Profiles
+from gateway.usecases.tags import Tags
+from gateway.usecases.webhooks import Webhooks, check_webhook_headers
+
+__all__ = ["Deps", "GraphApi", "UseCases", "build", "check_webhook_headers"]
+
+
+@dataclass(frozen=True)
+class UseCases:
+    channels: Channels
+    conversations: Conversations
+    messages: Messages
+    tags: Tags
+    metadata: Metadata
+    webhooks: Webhooks
+    profiles: Profiles
+    ingest: Ingest
+
+
+def build(deps: Deps) -> UseCases:
+    return UseCases(
+        channels=Channels(deps), conversations=Conversations(deps), messages=Messages(deps),
+        tags=Tags(deps), metadata=Metadata(deps), webhooks=Webhooks(deps),
+        profiles=Profiles(deps), ingest=Ingest(deps),
+    )

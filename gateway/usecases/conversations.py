@@ -1,0 +1,104 @@
+"""Conversations: lists (with their filters), one conversation, read state, contact and state."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from gateway.domain import (
+    ConversationFilter,
+    ConversationView,
+    Page,
+    now_ms,
+)
+from gateway.errors import (
+    InvalidInput,
+    NotFound,
+)
+from gateway.usecases.base import (
+    UseCase,
+    check_page_size,
+)
+from gateway.validation import check_field_names, check_storable
+
+log = logging.getLogger(__name__)
+
+
+class Conversations(UseCase):
+    """Conversations and what a list shows beside each (channel, last message)."""
+
+    async def page(
+        self, channel_id: str | None = None, cursor: str | None = None, page_size: int = 20,
+        where: ConversationFilter | None = None,
+    ) -> Page:
+        """Newest activity first, each with its channel and last message; `where` narrows."""
+        check_page_size(page_size)
+        where = replace(where) if where else ConversationFilter()
+        check_storable([where.state, where.display_name, where.source, where.channel_ids,
+                        where.tag_ids], "filters")
+        if where.channel_ids is not None and not where.channel_ids:
+            raise InvalidInput("filters.channel_ids must name at least one channel")
+        check_field_names({tag_id: None for tag_id in where.tag_ids or []}, "filters.tag_ids")
+        if channel_id:
+            where.channel_ids = [channel_id, *(where.channel_ids or [])]
+            if len(set(where.channel_ids)) > 1:
+                raise InvalidInput("channel_id and filters.channel_ids name different channels")
+        if where.source:
+            of_source = await self.store.channels.ids_of_source(where.source)
+            chosen = where.channel_ids if where.channel_ids is not None else of_source
+            where.channel_ids = [c for c in chosen if c in of_source]
+        page = await self.store.conversations.page(where, cursor, page_size)
+        views = await self._views(page.items)
+        by_id = dict(zip([c.id for c in page.items], page.cursors, strict=True))
+        return replace(page, items=views, cursors=[by_id[v.conversation.id] for v in views])
+
+    async def get(self, conversation_id: str) -> ConversationView:
+        conversation = await self.store.conversations.get(conversation_id)
+        views = await self._views([conversation]) if conversation else []
+        if not views:  # none, or it (or its channel) cannot be read
+            raise NotFound(f"conversation {conversation_id} not found")
+        return views[0]
+
+    async def mark_read(self, conversation_id: str) -> None:
+        if not await self.store.conversations.mark_read(conversation_id):
+            raise NotFound(f"conversation {conversation_id} not found")
+
+    async def update_contact(self, conversation_id: str, display_name: str) -> None:
+        """Name the contact by hand; `refetch_contact` takes Meta's name again."""
+        check_storable(display_name, "display_name")
+        if not display_name.strip():
+            raise InvalidInput("display_name must not be empty")
+        if not await self.store.conversations.set_fields(
+            conversation_id, {"contact.display_name": display_name.strip()}
+        ):
+            raise NotFound(f"conversation {conversation_id} not found")
+
+    async def refetch_contact(self, conversation_id: str) -> None:
+        """Fetch the contact's profile again, in the background."""
+        if await self.store.conversations.get(conversation_id) is None:
+            raise NotFound(f"conversation {conversation_id} not found")
+        await self.store.profile_jobs.add(conversation_id, now_ms())
+        self.signals.profiles()
+
+    async def set_state(self, conversation_id: str, state: str | None) -> None:
+        """Airy's conversation state (any short word, e.g. OPEN or CLOSED); None removes it."""
+        if state is not None:
+            check_storable(state, "state")
+            if not state.strip():
+                raise InvalidInput("state must not be empty")
+            state = state.strip()
+        if not await self.store.conversations.set_fields(conversation_id, {"state": state}):
+            raise NotFound(f"conversation {conversation_id} not found")
+
+    async def _views(self, conversations) -> list[ConversationView]:
+        """Join channels and last messages with one query each, whatever the page size. A
+        conversation whose channel cannot be read is left out; one whose last message cannot be
+        read shows none (the store skips what it cannot read, with a warning)."""
+        channels = await self.store.channels.many([c.channel_id for c in conversations])
+        last_ids = [c.last_message_id for c in conversations if c.last_message_id]
+        messages = await self.store.messages.many(last_ids) if last_ids else {}
+        return [
+            ConversationView(c, channels[c.channel_id], messages.get(c.last_message_id or ""))
+            for c in conversations
+            if c.channel_id in channels
+        ]
