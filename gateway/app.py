@@ -1,4 +1,4 @@
-"""The one factory that builds the gateway: store, Graph API client, service, workers, routes."""
+"""The one factory that builds the gateway: store, Graph API client, use-cases, workers, routes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Domain types: plain dataclasses that the service layer and the adapters share.
+"""Domain types: plain dataclasses that the use-cases and the adapters share.
 
 Mongo documents never leave `gateway.store`; everything above it speaks these types.
 Times are integer milliseconds since the epoch (Meta's unit), in UTC, within [0, MAX_MS].

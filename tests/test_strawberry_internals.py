@@ -148,6 +148,11 @@ class TinySubscription:
         yield Tick(n=1)
         raise SubscriberTooSlow("subscription closed")
 
+    @strawberry.subscription
+    async def failing(self) -> AsyncGenerator[Tick, None]:
+        yield Tick(n=1)
+        raise RuntimeError("a secret detail of the event source")
+
 
 def _shaped(errors: list[GraphQLError]) -> list[tuple[str, str | None]]:
     return sorted((error.message, (error.extensions or {}).get("code")) for error in errors)
@@ -175,6 +180,12 @@ def test_masking_passes_every_error_through_the_gateways_shape() -> None:
         assert [_shaped(result.errors or []) for result in results] == [
             [("Unexpected error.", "INTERNAL_SERVER_ERROR")],
             [("subscription closed", "SUBSCRIBER_TOO_SLOW")]], hint
+
+        # An event source that fails (not a resolver: the error has no path) is masked too.
+        stream = await schema.subscribe("subscription { failing { n } }")
+        results = [item async for item in stream]
+        assert [_shaped(result.errors or []) for result in results] == [
+            [], [("Unexpected error.", "INTERNAL_SERVER_ERROR")]], hint
 
         stream = await schema.subscribe("subscription { ticks(nope: 1) { n } }")
         results = [item async for item in stream]

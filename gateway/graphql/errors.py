@@ -26,14 +26,18 @@ class GatewayErrors(MaskErrors):
         original = error.original_error
         if isinstance(original, SubscriberTooSlow):  # raised by the event stream: no path
             return too_slow(str(original))
-        if original is None or not error.path:  # parse, validation, variables: about the request
+        # Parse, validation, variables: about the request (they point into the document). An
+        # error with neither a path nor a place in the document was raised by a subscription's
+        # event source: unexpected, masked below like a resolver's.
+        if original is None or (not error.path and error.nodes):
             return _with_code(error, error.message, "GRAPHQL_VALIDATION_FAILED")
         if isinstance(original, GatewayError):
             return _with_code(error, original.message, original.code)
         if isinstance(original, ConnectionFailure):
             return _with_code(error, "the store is unavailable, try again shortly",
                               "STORE_UNAVAILABLE")
-        log.error("unexpected error in GraphQL resolver %s", error.path, exc_info=original)
+        log.error("unexpected error in GraphQL %s", f"resolver {error.path}" if error.path
+                  else "event source", exc_info=original)
         return _with_code(error, self.error_message, "INTERNAL_SERVER_ERROR")
 
 

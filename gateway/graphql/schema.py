@@ -1,4 +1,4 @@
-"""Query, Mutation and Subscription: each resolver parses, calls the service, shapes. No logic."""
+"""Query, Mutation and Subscription: each resolver parses, calls a use-case, shapes. No logic."""
 
 from __future__ import annotations
 

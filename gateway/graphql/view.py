@@ -46,7 +46,7 @@ class Loaders:
     message: DataLoader
 
     @classmethod
-    def for_service(cls, usecases: UseCases) -> Loaders:
+    def for_usecases(cls, usecases: UseCases) -> Loaders:
         return cls(channel=DataLoader(usecases.channels.by_ids, cache=False),
                    message=DataLoader(usecases.messages.by_ids, cache=False))
 
@@ -129,7 +129,7 @@ class GatewayGraphQL(GraphQL):
     ) -> dict[str, Any]:
         state = request.app.state
         return {"request": request, "response": response, "gateway": state.gateway,
-                "bus": state.bus, "loaders": Loaders.for_service(state.gateway)}
+                "bus": state.bus, "loaders": Loaders.for_usecases(state.gateway)}
 
     async def on_ws_connect(self, context: dict[str, Any]) -> Any:  # type: ignore[override]
         """With SYSTEM_TOKEN set, a websocket presents it in connection_init or the upgrade."""
