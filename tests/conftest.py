@@ -240,6 +240,23 @@ def gateway(start_gateway) -> GatewayProcess:
     return start_gateway()
 
 
+@pytest.fixture(scope="module")
+def shared_gateway(nx_url: str, graph_server: FakeGraph,
+                   tmp_path_factory) -> Iterator[GatewayProcess]:
+    """One gateway for the cases of a module that change nothing it keeps (refusals of bad
+    input): each would otherwise start a gateway of its own, at about a second each."""
+    process = GatewayProcess({
+        "MONGODB_URL": nx_url, "MONGODB_DATABASE": "t_shared_" + uuid.uuid4().hex[:8].translate(
+            str.maketrans("0123456789", "ghijklmnop")),
+        "FACEBOOK_APP_ID": APP_ID, "FACEBOOK_APP_SECRET": APP_SECRET,
+        "FACEBOOK_WEBHOOK_SECRET": VERIFY_TOKEN, "FACEBOOK_GRAPH_API_URL": graph_server.url,
+        "GRAPH_API_TIMEOUT_SECONDS": "1", "WORKER_POLL_SECONDS": "0.1", "LOG_LEVEL": "INFO",
+        "WEBHOOK_ALLOW_PRIVATE": "1",
+    }, tmp_path_factory.mktemp("shared") / "gateway.log").start()
+    yield process
+    process.stop()
+
+
 def connect_page(gw: GatewayProcess, graph: FakeGraph, page_id: str | None = None,
                  token: str | None = None, **extra: Any) -> dict[str, Any]:
     """Connect a page the fake Graph API knows; returns the channel JSON."""

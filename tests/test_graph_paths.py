@@ -170,9 +170,10 @@ def test_a_contact_id_stored_before_is_refused_by_the_client_and_given_up(
 
 
 @pytest.mark.parametrize("page_id", ["\u0661\u0662\u0663", "1" * 40, "12/../34", "-12"])
-def test_connect_refuses_a_page_id_that_is_not_a_graph_id_before_calling_meta(gateway, graph,
-                                                                             page_id):
-    refused = gateway.post("/channels.facebook.connect",
+def test_connect_refuses_a_page_id_that_is_not_a_graph_id_before_calling_meta(
+    shared_gateway, graph, page_id
+):
+    refused = shared_gateway.post("/channels.facebook.connect",
                            {"page_id": page_id, "page_token": "EAAtoken"})
     assert refused.status_code == 400 and "page_id" in refused.json()["message"]
     assert graph.calls == []

@@ -44,7 +44,8 @@ def assert_refused(response, expected: str) -> None:
 
 
 @pytest.mark.parametrize("name", BAD_BODIES)
-def test_a_bad_body_gets_400_with_a_message_as_on_rest(gateway, name):
+def test_a_bad_body_gets_400_with_a_message_as_on_rest(shared_gateway, name):
+    gateway = shared_gateway
     body, expected = BAD_BODIES[name]
     for _ in range(2):  # the second time too: a refusal is not kept by the query cache
         answer = post(gateway, "/graphql", body)

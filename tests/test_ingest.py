@@ -92,7 +92,8 @@ def test_without_an_app_secret_every_post_is_refused(start_gateway, graph):
     (b'{"object": "page", "entry": "x"}', "entry must be a list"),
     # A broken entry is kept aside as invalid, not refused: see test_hostile_webhook.py.
 ])
-def test_malformed_bodies_get_400_and_store_nothing(gateway, body, message):
+def test_malformed_bodies_get_400_and_store_nothing(shared_gateway, body, message):
+    gateway = shared_gateway
     response = gateway.http.post("/facebook", content=body,
                                  headers={"X-Hub-Signature-256": sign("test-app-secret", body)})
     assert response.status_code == 400

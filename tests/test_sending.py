@@ -252,8 +252,8 @@ def _cursor(text: str) -> str:
     ({"cursor": _cursor("99999999999999999999999:x")}, "cursor"),  # beyond 64 bits
     ({"cursor": _cursor("1:")}, "cursor"), ({"cursor": _cursor("1_000:x")}, "cursor"),
 ])
-def test_bad_list_parameters_are_refused(gateway, body, expected):
-    response = gateway.post("/conversations.list", body)
+def test_bad_list_parameters_are_refused(shared_gateway, body, expected):
+    response = shared_gateway.post("/conversations.list", body)
     assert response.status_code == 400 and expected in response.json()["message"]
 
 
