@@ -109,7 +109,7 @@ def create_app(
             ) from None
         store.writes.watch(cache.changed)
         bus.watch(cache.changed)
-        await bus.start(store=store)
+        await bus.start(store)
         graph = GraphClient(
             settings.graph_api_url, timeout=settings.graph_api_timeout, transport=graph_transport
         )

@@ -136,9 +136,9 @@ class Subscription:
 
 
 class EventBus:
-    def __init__(self, store: Store | None = None, queue_size: int = 1000,
-                 retry_seconds: float = 1.0, queue_bytes: int = 4 * 2**20) -> None:
-        self._store = store  # or the one `start` is given (the app builds the bus before it)
+    def __init__(self, queue_size: int = 1000, retry_seconds: float = 1.0,
+                 queue_bytes: int = 4 * 2**20) -> None:
+        self._store: Store | None = None  # given at `start` (the app builds the bus before it)
         self._queue_size = queue_size
         self._queue_bytes = queue_bytes
         self._retry_seconds = retry_seconds
@@ -182,9 +182,8 @@ class EventBus:
         for subscription in list(self._subscribers):
             subscription.offer(change)
 
-    async def start(self, collections: tuple[str, ...] = STREAMS,
-                    store: Store | None = None) -> None:
-        self._store = store or self._store
+    async def start(self, store: Store, collections: tuple[str, ...] = STREAMS) -> None:
+        self._store = store
         for name in collections:
             self._tasks.append(asyncio.create_task(self._follow(name), name=f"watch:{name}"))
         with contextlib.suppress(asyncio.TimeoutError):

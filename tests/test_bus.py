@@ -19,7 +19,7 @@ def change(n: int) -> Change:
 
 def test_a_slow_subscriber_is_closed_with_a_reason_and_others_go_on():
     async def scenario():
-        bus = EventBus(store=None, queue_size=3)  # type: ignore[arg-type]
+        bus = EventBus(queue_size=3)
         slow = bus.subscribe(lambda c: True)
         fast = bus.subscribe(lambda c: True)
         fast_seen = []
@@ -49,7 +49,7 @@ def test_a_slow_subscriber_is_closed_with_a_reason_and_others_go_on():
 
 def test_filters_decide_what_a_subscriber_gets():
     async def scenario():
-        bus = EventBus(store=None, queue_size=10)  # type: ignore[arg-type]
+        bus = EventBus(queue_size=10)
         evens = bus.subscribe(lambda c: c.value % 2 == 0)
         for n in range(6):
             bus.publish(change(n))

@@ -97,8 +97,8 @@ def test_the_bus_follows_the_declared_streams(monkeypatch):
         yield
 
     async def scenario() -> bool:
-        events = bus.EventBus(store=typing.cast(Store, object()))  # its streams are faked
-        await events.start()
+        events = bus.EventBus()
+        await events.start(typing.cast(Store, object()))  # its streams are faked
         try:
             return events.live
         finally:

@@ -72,16 +72,17 @@ log = logging.getLogger(__name__)
 
 DUPLICATE_KEY = 11000
 Doc = Mapping[str, Any]  # a document as the driver hands it back
-# A conversation keeps a short mark of each of the last messages it counted unread (see
-# note_messages): enough to cover an apply that is tried again minutes later, small enough that
-# the document every change stream reads stays small. A mark is the first 12 hex digits of the
-# message's id (48 bits: two of 50 alike is a chance of about 1 in 10**11).
-UNREAD_WINDOW = 50
-UNREAD_MARK_DIGITS = 12
+# A count keeps a short mark of each of the last items it counted (a conversation its messages,
+# see note_messages; a channel's count its conversations, see CounterRepo): enough to cover an
+# apply that is tried again minutes later, small enough that the document every change stream
+# reads stays small. A mark is the first 12 hex digits of the item's id (48 bits: two of 50 alike
+# is a chance of about 1 in 10**11).
+COUNTED_WINDOW = 50
+MARK_DIGITS = 12
 
 
-def unread_mark(message_id: str) -> str:
-    return message_id.replace("-", "")[:UNREAD_MARK_DIGITS]
+def counted_mark(message_id: str) -> str:
+    return message_id.replace("-", "")[:MARK_DIGITS]
 
 
 # (collection, keys, options): every index the queries below rely on.
@@ -459,7 +460,7 @@ def _to_channel(doc: Doc) -> Channel:
 
 class CounterRepo:
     """Counts kept with the writes that change them: one document per count, which counts each
-    item once (a mark of each of the last UNREAD_WINDOW it counted, checked and added in the same
+    item once (a mark of each of the last COUNTED_WINDOW it counted, checked and added in the same
     atomic update, as note_messages does), so that counting again after a failure is harmless."""
 
     def __init__(self, collection) -> None:
@@ -475,11 +476,11 @@ class CounterRepo:
 
     async def add_once(self, key: str, item_id: str) -> bool:
         """Count the item unless it is counted; False when there is no such count."""
-        mark = unread_mark(item_id)
+        mark = counted_mark(item_id)
         result = await self.c.update_one(
             {"_id": key, "counted_ids": {"$nin": [mark]}},
             {"$inc": {"value": 1},
-             "$push": {"counted_ids": {"$each": [mark], "$slice": -UNREAD_WINDOW}}})
+             "$push": {"counted_ids": {"$each": [mark], "$slice": -COUNTED_WINDOW}}})
         return bool(result.matched_count) or await self.exists(key)
 
     async def values(self, keys: list[str]) -> dict[str, int]:
@@ -527,15 +528,11 @@ class ConversationRepo:
         return {conversation.contact.id: conversation for conversation in found}
 
     async def create(
-        self, channel_id: str, contact_id: str, at: int,
-        before_insert: Callable[[str], Awaitable[None]] | None = None,
+        self, conversation_id: str, channel_id: str, contact_id: str, at: int,
     ) -> tuple[Conversation, bool]:
-        """A new conversation with this person on this channel, for a caller that found none;
-        if another process has just made it, that one, and False.
-
-        `before_insert` gets the new conversation's id before it is stored (to queue work for it).
-        """
-        conversation_id = new_id()
+        """A new conversation with this person on this channel under `conversation_id` (the
+        caller makes it, to queue work for it first), for a caller that found none; if another
+        process has just made it, that one, and False."""
         doc = {
             "_id": conversation_id, "channel_id": channel_id, "contact_id": contact_id,
             "created_at": at, "last_message_at": at, "last_message_id": None, "unread_count": 0,
@@ -543,8 +540,6 @@ class ConversationRepo:
             "contact": {"display_name": None, "avatar_url": None,
                         "fetch_state": FetchState.PENDING.value, "fetch_error": None},
         }
-        if before_insert:
-            await before_insert(conversation_id)
         try:
             await self.c.insert_one(doc)
         except DuplicateKeyError:
@@ -573,15 +568,15 @@ class ConversationRepo:
         also in `unread_ids` (the person's), in `unread_count`.
 
         The conversation keeps a mark of each message it counted last (`counted_ids`, see
-        UNREAD_WINDOW), and an update counts only when none of its marks is among them, in the
+        COUNTED_WINDOW), and an update counts only when none of its marks is among them, in the
         same atomic update that adds them: applying the same messages again (Meta's retry after
         a failure, the unprocessed-events worker, the same POST twice at once, the send worker
         after a send that failed half-way) never counts one twice, and an apply that failed
         before counting gets them counted by the next. One update in the usual case.
         """
-        unread = {unread_mark(i) for i in unread_ids}
-        ids = list(dict.fromkeys(unread_mark(i) for i in [*new_ids, *unread_ids]))
-        chunks = [ids[i:i + UNREAD_WINDOW] for i in range(0, len(ids), UNREAD_WINDOW)]
+        unread = {counted_mark(i) for i in unread_ids}
+        ids = list(dict.fromkeys(counted_mark(i) for i in [*new_ids, *unread_ids]))
+        chunks = [ids[i:i + COUNTED_WINDOW] for i in range(0, len(ids), COUNTED_WINDOW)]
         newer = {"_id": conversation_id, "last_message_at": {"$lte": sent_at}}
         last = {"$set": {"last_message_at": sent_at, "last_message_id": message_id}}
         if chunks:
@@ -614,7 +609,7 @@ class ConversationRepo:
 
     async def uncount(self, conversation_id: str, message_id: str) -> None:
         """A message counted here was removed (a second copy of the same echo)."""
-        mark = unread_mark(message_id)
+        mark = counted_mark(message_id)
         await self.c.update_one({"_id": conversation_id, "counted_ids": eq(mark)},
                                 {"$inc": {"message_count": -1}, "$pull": {"counted_ids": mark}})
 
@@ -716,7 +711,7 @@ def _counting(ids: list[str], unread: set[str]) -> dict[str, Any]:
     """The update that counts these messages (those in `unread` unread too) and remembers them
     as counted."""
     return {"$inc": {"message_count": len(ids), "unread_count": len(unread.intersection(ids))},
-            "$push": {"counted_ids": {"$each": ids, "$slice": -UNREAD_WINDOW}}}
+            "$push": {"counted_ids": {"$each": ids, "$slice": -COUNTED_WINDOW}}}
 
 
 def _conversation_query(where: ConversationFilter) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from functools import partial
 
 from gateway.domain import (
     Channel,
@@ -15,6 +14,7 @@ from gateway.domain import (
     InboundEvent,
     Message,
     SenderType,
+    new_id,
     now_ms,
 )
 from gateway.usecases.base import (
@@ -113,18 +113,18 @@ class Ingest(UseCase):
         for channel, contact, event in people:
             key = (channel.id, contact)
             if key not in conversations:
-                # Its profile job says it is still to be counted until it is: if this stops
-                # half-way, the profile worker counts it (once: see CounterRepo).
-                queued: list[str] = []
+                # Its profile job, queued first, says it is still to be counted until it is: if
+                # this stops half-way, the profile worker counts it (once: see CounterRepo).
+                conversation_id = new_id()
+                await self.store.profile_jobs.add(conversation_id, now_ms(), {UNCOUNTED: True})
                 conversations[key], created = await self.store.conversations.create(
-                    channel.id, contact, event.timestamp,
-                    before_insert=partial(self._queue_profile, queued))
+                    conversation_id, channel.id, contact, event.timestamp)
                 if created:
                     await self.store.conversations.count_new(conversations[key])
-                    await self.store.profile_jobs.forget(conversations[key].id, UNCOUNTED)
+                    await self.store.profile_jobs.forget(conversation_id, UNCOUNTED)
                     self.signals.profiles()
-                elif queued:  # another process stored it first: its job is that one's
-                    await self.store.profile_jobs.done(queued[0])
+                else:  # another process stored it first: its job is that one's
+                    await self.store.profile_jobs.done(conversation_id)
             message = await self._message_of(channel, conversations[key], event)
             if message:
                 messages.append(message)
@@ -138,11 +138,6 @@ class Ingest(UseCase):
         # stored by this very event: it is counted (unless counted already); one with another id
         # is another event's to count.
         await self._note_messages(messages, ours)
-
-    async def _queue_profile(self, queued: list[str], conversation_id: str) -> None:
-        """Queue the profile fetch of a conversation about to be stored, still to be counted."""
-        queued.append(conversation_id)
-        await self.store.profile_jobs.add(conversation_id, now_ms(), {UNCOUNTED: True})
 
     async def _message_of(
         self, channel: Channel, conversation: Conversation, event: InboundEvent
