@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Iterable
+from http.cookies import CookieError, SimpleCookie
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+# Airy's browser client sends no Authorization header: it relies on this cookie (same token).
+AUTH_COOKIE = "airy_auth_token"
 # The webhook is guarded by Meta's signature instead; health checks come from load balancers.
 PUBLIC_PATHS = ("/facebook", "/health")
 
@@ -21,6 +25,29 @@ def token_matches(expected: str, presented: str) -> bool:
     return hmac.compare_digest(expected.encode(), presented.encode())
 
 
+def presented_tokens(headers: Iterable[tuple[bytes, bytes]]) -> list[str]:
+    """The tokens a request presents: its Authorization header's, and the `airy_auth_token`
+    cookie's. Empty values are not tokens."""
+    tokens: list[str] = []
+    for name, value in headers:
+        if name == b"authorization" and value.strip():
+            tokens.append(token_of(value.decode("latin-1")))
+        elif name == b"cookie":
+            cookie = SimpleCookie()
+            try:
+                cookie.load(value.decode("latin-1"))
+            except CookieError:
+                continue  # a malformed cookie header presents nothing
+            morsel = cookie.get(AUTH_COOKIE)
+            if morsel is not None and morsel.value.strip():
+                tokens.append(morsel.value.strip())
+    return tokens
+
+
+def authorised(expected: str, tokens: list[str]) -> bool:
+    return any(token_matches(expected, token) for token in tokens)
+
+
 class TokenAuth:
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
@@ -31,13 +58,11 @@ class TokenAuth:
         if scope["type"] != "http" or not self.token or _is_public(scope):
             await self.app(scope, receive, send)
             return
-        header = ""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                header = value.decode("latin-1")
-        if not header.strip():
-            await _refuse(send, 401, "Authorization: Bearer <token> is required")
-        elif not token_matches(self.token, token_of(header)):
+        tokens = presented_tokens(scope["headers"])
+        if not tokens:
+            await _refuse(send, 401, "Authorization: Bearer <token> (or the airy_auth_token "
+                                     "cookie) is required")
+        elif not authorised(self.token, tokens):
             await _refuse(send, 403, "the API token is not valid")
         else:
             await self.app(scope, receive, send)

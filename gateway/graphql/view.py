@@ -27,7 +27,7 @@ from strawberry.http.parse_content_type import parse_content_type
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
-from gateway.auth import token_matches, token_of
+from gateway.auth import authorised, presented_tokens, token_of
 from gateway.errors import InvalidInput
 from gateway.graphql.handlers import FrameAdapter, LegacyWSHandler, TransportWSHandler
 from gateway.graphql.multiplex import Multiplexer, subscription_test
@@ -132,16 +132,15 @@ class GatewayGraphQL(GraphQL):
                 "bus": state.bus, "loaders": Loaders.for_usecases(state.gateway)}
 
     async def on_ws_connect(self, context: dict[str, Any]) -> Any:  # type: ignore[override]
-        """With SYSTEM_TOKEN set, a websocket presents it in connection_init or the upgrade."""
+        """With SYSTEM_TOKEN set, a websocket presents it in connection_init, or on the upgrade
+        (Authorization header or `airy_auth_token` cookie)."""
         if not self.system_token:
             return None
         params = context.get("connection_params") or {}
-        presented = [str(value) for key, value in params.items()
+        presented = [token_of(str(value)) for key, value in params.items()
                      if isinstance(key, str) and key.lower() == "authorization"]
-        header = context["request"].headers.get("authorization")
-        if header:
-            presented.append(header)
-        if any(token_matches(self.system_token, token_of(value)) for value in presented):
+        presented += presented_tokens(context["request"].headers.raw)
+        if authorised(self.system_token, presented):
             return None
         reason = "the API token is not valid" if presented else \
             'connection_init must carry {"Authorization": "Bearer <token>"}'
