@@ -57,6 +57,12 @@ SHUTDOWN_STORE_SECONDS = 1.5
 SHUTDOWN_EXIT_SECONDS = 1.5  # past the cleanup's deadline: exit whatever still runs
 
 
+# As Airy's API answers a page on an allowed origin (its headers, and ours for request ids).
+CORS_METHODS = ["POST", "GET"]
+CORS_HEADERS = ["Accept", "Content-Type", "Content-Length", "Accept-Encoding", "X-CSRF-Token",
+                "Authorization", "X-Requested-With", "X-XSRF-Token", "X-Request-ID"]
+
+
 class StartupError(RuntimeError):
     """The gateway cannot start as configured; the message says what to change."""
 
@@ -162,10 +168,11 @@ def create_app(
             Middleware(RequestId),
             Middleware(WebsocketLimit, max_connections=settings.ws_max_connections),
             Middleware(CrossOrigin, allowed=settings.allowed_origins),
-            # Pages on ALLOWED_ORIGINS may call the API from a browser (preflights answered here).
-            *([Middleware(CORSMiddleware, allow_methods=["GET", "POST"], max_age=600,
+            # Pages on ALLOWED_ORIGINS may call the API from a browser, with its cookie
+            # (preflights answered here, before auth; see gateway.crossorigin).
+            *([Middleware(CORSMiddleware, allow_methods=CORS_METHODS, max_age=600,
                           allow_origins=sorted(allowed_origins(settings.allowed_origins)),
-                          allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                          allow_credentials=True, allow_headers=CORS_HEADERS,
                           expose_headers=["X-Request-ID", "X-Query-Cache"])]
               if settings.allowed_origins else []),
             Middleware(BodyLimit, max_bytes=settings.max_body_bytes),

@@ -1,4 +1,4 @@
-"""`SYSTEM_TOKEN` guard: every route but the public ones needs `Authorization: Bearer <token>`."""
+"""`SYSTEM_TOKEN` guard: every route but the public ones needs the token (Bearer header or cookie)."""
 
 from __future__ import annotations
 
