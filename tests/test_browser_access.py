@@ -3,6 +3,12 @@ cookie wherever the Bearer header is accepted (Airy's browser client sends no Au
 
 from __future__ import annotations
 
+import contextlib
+import http.server
+import shutil
+import threading
+from collections.abc import Iterator
+
 import pytest
 
 from tests.conftest import free_port
@@ -117,3 +123,71 @@ def test_a_graphql_websocket_is_authenticated_by_the_cookie_on_its_upgrade(
             reply = ws.init({})
             assert reply == {"type": "connection_error",
                              "payload": {"message": "the API token is not valid"}}
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FETCH = """async ([url, body]) => {
+    try {
+        const answer = await fetch(url, {method: "POST", credentials: "include",
+            headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+        return {status: answer.status, body: await answer.json()};
+    } catch (error) { return {failed: String(error)}; }
+}"""
+
+
+class _Page(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"<!doctype html><title>a page</title>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None: ...
+
+
+@contextlib.contextmanager
+def page_server() -> Iterator[str]:
+    """A web page on a loopback origin of its own (a port is an origin)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.skipif(not CHROMIUM, reason="Chromium is not installed (.ci/run installs it)")
+def test_a_page_on_an_allowed_origin_calls_the_api_in_a_real_browser_with_the_cookie(
+        start_gateway):
+    """Chromium enforces CORS itself: the page on the allowed origin sends a preflight, then its
+    call with the cookie, and reads the answer; a page on another origin cannot."""
+    from playwright.sync_api import sync_playwright
+
+    with page_server() as allowed, page_server() as other, sync_playwright() as playwright:
+        gw = start_gateway(SYSTEM_TOKEN=TOKEN, ALLOWED_ORIGINS=allowed)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            context = browser.new_context()
+            # Ports do not make sites: the gateway's cookie goes with calls from both pages.
+            context.add_cookies([{"name": "airy_auth_token", "value": TOKEN, "url": gw.url}])
+            page = context.new_page()
+            page.goto(allowed + "/")
+            created = page.evaluate(FETCH, [gw.url + "/tags.create",
+                                            {"name": "from-the-page", "color": "tag-blue"}])
+            assert created.get("status") == 201, created
+            listed = page.evaluate(FETCH, [gw.url + "/tags.list", {}])
+            assert "from-the-page" in {tag["name"] for tag in listed["body"]["data"]}
+
+            page.goto(other + "/")
+            refused = page.evaluate(FETCH, [gw.url + "/tags.create",
+                                            {"name": "from-elsewhere", "color": "tag-red"}])
+            assert "failed" in refused, refused  # the preflight got 403: fetch rejects
+        finally:
+            browser.close()
+    names = {tag["name"] for tag in gw.http.post(
+        "/tags.list", headers={"Authorization": f"Bearer {TOKEN}"}).json()["data"]}
+    assert names == {"from-the-page"}
