@@ -36,6 +36,7 @@ from gateway.rest import openapi
 from gateway.signals import Running, Signals
 from gateway.sources.facebook import routes as facebook_routes
 from gateway.sources.facebook.graph import GraphClient
+from gateway.stomp import stomp_app
 from gateway.store import Store
 from gateway.store.embedded import EmbeddedServer
 from gateway.store.mongo import check_change_streams
@@ -155,6 +156,7 @@ def create_app(
         *rest.routes,
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
+        WebSocketRoute("/ws.communication", stomp_app(settings, bus)),
         Route("/health", health, methods=["GET"]),
         Route("/openapi.json", lambda request: JSONResponse(openapi.build()), methods=["GET"]),
     ]

@@ -1,4 +1,4 @@
-"""`SYSTEM_TOKEN` guard: every route but the public ones needs the token (Bearer header or cookie)."""
+"""`SYSTEM_TOKEN` guard: every route but the public ones needs the token (header or cookie)."""
 
 from __future__ import annotations
 
