@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.domain import Channel, Conversation, Message, Tag
+from gateway.domain import Channel, ContactCard, Conversation, Message, Tag
 
 
 @dataclass(frozen=True)
@@ -65,14 +65,19 @@ COLLECTIONS: tuple[Collection, ...] = (
     Collection("channels", Channel, subscriptions=True, cache=True, webhooks=True,
                graphql=CONVERSATION_READS | {"channels", "channel"},
                rest=CONVERSATION_ROUTES | {"/channels.list", "/channels.info", "/messages.list"}),
-    # REST shows a conversation's tags by id; GraphQL reads each tag.
-    Collection("tags", Tag, cache=True,
+    # REST shows a conversation's tags by id; GraphQL reads each tag. Realtime: tag.updated.
+    Collection("tags", Tag, subscriptions=True, cache=True,
                graphql=CONVERSATION_READS | {"tags"}, rest=frozenset({"/tags.list"})),
     # The channels' counts of conversations and a list's `total`: never written without a write
     # to the counted conversation after it (the message it came with, its profile), which forgets
     # what was read in between.
     Collection("counters", changes_with="conversations",
                graphql=frozenset({"conversations"}), rest=frozenset({"/conversations.list"})),
+    # Contacts: followed for the contactUpdated subscription. Their reads are not cached
+    # (`contacts.info` by conversation id may make the contact; a list's total is a count in
+    # `counters` written after the contacts), but every collection here is one the cache
+    # follows, so that a cached read may be declared later without a stale answer.
+    Collection("contacts", ContactCard, subscriptions=True, cache=True),
 )
 
 

@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import Field, JsonValue, Strict
 from typing_extensions import TypedDict
 
+from gateway import filters
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The last millisecond a datetime can hold (the end of year 9999): a later time breaks iso(),
 # GraphQL's DateTime and JavaScript's Date alike, so no time the gateway reads is later.
@@ -220,6 +222,8 @@ class ConversationFilter:
     tag_ids: list[str] | None = None  # conversations carrying every one of these tags
     unread: bool | None = None  # True: unread_count > 0; False: all read
     display_name: str | None = None  # case-insensitive part of the contact's name
+    # What else must hold (Airy's Lucene filters), where the fields above cannot say it
+    query: filters.Expr | None = None
 
 
 @dataclass
@@ -313,3 +317,34 @@ class InboundEvent:
     # Why the event cannot be applied (a field out of range or of the wrong shape): it is kept
     # raw in the events log and never applied. None for a valid event.
     invalid: str | None = None
+
+
+# Airy's contact fields a user may set (create, import, update), beside `id` and the times.
+CONTACT_TEXT_FIELDS = ("display_name", "avatar_url", "title", "timezone", "gender", "locale",
+                       "organization_name")
+CONTACT_OBJECT_FIELDS = ("via", "address", "conversations", "metadata")
+ADDRESS_FIELDS = ("organization_name", "address_line1", "address_line2", "postcode", "city",
+                  "state", "country")
+
+
+@dataclass
+class ContactCard:
+    """A person in Airy's contacts: made for each conversation's person (linked to it by
+    `conversations` and `metadata.facebook`), or by a user. `Contact` is the person as a
+    conversation shows them; this is the record users keep and merge."""
+
+    id: str
+    created_at: Timestamp
+    updated_at: Timestamp
+    display_name: str | None = None
+    avatar_url: str | None = None
+    title: str | None = None
+    timezone: str | None = None
+    gender: str | None = None
+    locale: str | None = None
+    organization_name: str | None = None
+    via: dict[str, str] = field(default_factory=dict)  # phone, email, <key>: <value>
+    address: dict[str, str] = field(default_factory=dict)  # ADDRESS_FIELDS
+    conversations: dict[str, str] = field(default_factory=dict)  # conversation id: source
+    metadata: JsonObject = field(default_factory=dict)  # facebook {psid, page_id}, users' data
+    merge_history: list[JsonObject] = field(default_factory=list)  # copies of merged contacts

@@ -149,8 +149,13 @@ def test_conversations_list_filters(gateway, graph):
     assert names(rest.json()) == ["Ada Lovelace"]
     assert rest.json()["pagination_data"]["next_cursor"] is None
 
-    lucene = gateway.post("/conversations.list", {"filters": "display_name:ada"})
-    assert lucene.status_code == 400 and "Lucene" in lucene.json()["message"]
+    # Airy's Lucene query strings are read too (the grammar: tests/test_lucene.py)
+    lucene = gateway.post("/conversations.list",
+                          {"filters": f"tag_ids:{vip['id']} AND unread_count:[1 TO *]"})
+    assert sorted(names(lucene.json())) == ["Ada Lovelace", "Alan Turing"]
+    unknown = gateway.post("/conversations.list", {"filters": "tags:x"})
+    assert unknown.status_code == 400
+    assert unknown.json()["message"].startswith("Failed to parse Lucene query: unknown field")
     typo = gateway.post("/conversations.list", {"filters": {"tags": [vip["id"]]}})
     assert typo.status_code == 400 and "filters.tags" in typo.json()["message"]
     wrong_type = gateway.post("/conversations.list", {"filters": {"unread": "yes"}})

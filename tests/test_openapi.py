@@ -85,6 +85,14 @@ def test_each_shape_is_what_its_schema_documents():
     facebook_page = domain.FacebookPage("1234567890", "Shop", None, False)
     assert shapes.facebook_page_json(facebook_page) == asdict(facebook_page)
     assert_documented(document, "FacebookPage", shapes.facebook_page_json(facebook_page))
+    card = domain.ContactCard("k1", 1, 2, "Ada", via={"phone": "1"}, address={"city": "X"},
+                              conversations={"conv-12345": "facebook"},
+                              metadata={"facebook": {"psid": "4242", "page_id": "1"}},
+                              merge_history=[{"id": "k0", "display_name": "A"}])
+    assert_documented(document, "ContactCard", shapes.contact_card_json(card))
+    contacts = domain.Page([card], ["a"], False, None, 1)
+    assert_documented(document, "ContactCardPage",
+                      shapes.page_json(contacts, shapes.contact_card_json))
 
 
 def test_every_route_answers_what_its_schema_documents(gateway, graph, receiver):
@@ -143,6 +151,16 @@ def test_every_route_answers_what_its_schema_documents(gateway, graph, receiver)
     call("/conversations.untag", conversation_id=conversation_id, tag_id=tag["id"])
     call("/tags.delete", id=tag["id"])
     call("/conversations.refetch", conversation_id=conversation_id)
+
+    card = call("/contacts.info", conversation_id=conversation_id)
+    other = call("/contacts.create", display_name="Grace", via={"email": "g@x.io"},
+                 address={"city": "Arlington"}, metadata={"crm": {"id": 7}})
+    call("/contacts.import", contacts=[{"title": "Dr"}])
+    call("/contacts.update", id=other["id"], title="Rear Admiral", via={"email": ""})
+    call("/contacts.list", page_size=1)
+    merged = call("/contacts.merge", source_id=card["id"], destination_id=other["id"])
+    assert merged["merge_history"]
+    call("/contacts.delete", id=other["id"])
 
     hook = call("/webhooks.subscribe", url=f"{receiver.url}/hook", name="CRM",
                 headers={"X-Token": "t"}, signature_key="k")

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable
-from typing import Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar, cast
 
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from gateway import inputs
-from gateway.errors import NotFound
+from gateway.errors import InvalidInput, NotFound
 from gateway.graphql.types import (
     Channel,
     ConnectFacebookChannelInput,
     Connection,
+    ContactCard,
+    ContactInput,
     Conversation,
     ConversationFilterInput,
     CreateTagInput,
@@ -92,10 +94,16 @@ class Query:
     async def conversations(
         self, info: Info, first: int = 20, after: str | None = None,
         channel_id: strawberry.ID | None = None, filter: ConversationFilterInput | None = None,
+        query: Annotated[str | None, strawberry.argument(
+            description="Airy's Lucene filter, e.g. 'unread_count:[1 TO *] AND "
+            "display_name:*ada*' (instead of filter).")] = None,
     ) -> Connection[Conversation]:
+        if filter is not None and query is not None:
+            raise InvalidInput("give either filter or query, not both")
         body = checked(inputs.ConversationsList, {**PAGE, "filters": "filter"},
                        channel_id=channel_id, cursor=after, page_size=first,
-                       filters=filter.arguments() if filter else None)
+                       filters=query if query is not None else
+                       filter.arguments() if filter else None)
         page = await service(info).conversations.page(
             channel_id=body.channel_id, cursor=body.cursor, page_size=body.page_size,
             where=body.filters.to_domain() if body.filters else None,
@@ -117,6 +125,23 @@ class Query:
         page = await service(info).messages.page(body.conversation_id, cursor=body.cursor,
                                                  page_size=body.page_size)
         return connection(page, Message.of)
+
+    @strawberry.field(description="Contacts, newest first.")
+    async def contacts(self, info: Info, first: int = 20,
+                       after: str | None = None) -> Connection[ContactCard]:
+        body = checked(inputs.ContactsList, PAGE, cursor=after, page_size=first)
+        page = await service(info).contacts.page(cursor=body.cursor, page_size=body.page_size)
+        return connection(page, ContactCard.of)
+
+    @strawberry.field(description="One contact, by id or by conversationId (a conversation's "
+                      "contact is made if it is not yet).")
+    async def contact(self, info: Info, id: strawberry.ID | None = None,
+                      conversation_id: strawberry.ID | None = None) -> ContactCard:
+        body = checked(inputs.ContactInfo, id=id, conversation_id=conversation_id)
+        contacts = service(info).contacts
+        card = await contacts.get(body.id) if body.id is not None else \
+            await contacts.of_conversation(str(body.conversation_id))
+        return ContactCard.of(card)
 
 
 @strawberry.type
@@ -274,6 +299,40 @@ class Mutation:
         return await _changed(info, body.conversation_id,
                               service(info).conversations.mark_read(body.conversation_id))
 
+    @strawberry.mutation(description="Create a contact (at least one field).")
+    async def create_contact(self, info: Info, input: ContactInput) -> ContactCard:
+        body = checked(inputs.ContactCreate, **input.arguments())
+        return ContactCard.of(await service(info).contacts.create(body.fields()))
+
+    @strawberry.mutation(description="Create contacts in bulk (at most 500).")
+    async def import_contacts(self, info: Info, contacts: list[ContactInput]) -> list[ContactCard]:
+        body = checked(inputs.ContactsImport,
+                       contacts=[{k: v for k, v in item.arguments().items() if v is not None}
+                                 for item in contacts])
+        cards = await service(info).contacts.import_many([item.fields() for item in body.contacts])
+        return [ContactCard.of(card) for card in cards]
+
+    @strawberry.mutation(description='Change a contact\'s fields; "" removes a field, or a key '
+                         "of an object field. (updateContact names a conversation's contact.)")
+    async def update_contact_card(self, info: Info, id: strawberry.ID,
+                                  input: ContactInput) -> ContactCard:
+        body = checked(inputs.ContactUpdate, id=id, **input.arguments())
+        return ContactCard.of(await service(info).contacts.update(body.id, body.changes()))
+
+    @strawberry.mutation(description="Delete a contact.")
+    async def delete_contact(self, info: Info, id: strawberry.ID) -> strawberry.ID:
+        body = checked(inputs.ContactRef, id=id)
+        await service(info).contacts.delete(body.id)
+        return strawberry.ID(body.id)
+
+    @strawberry.mutation(description="Merge sourceId into destinationId; answers the merged "
+                         "contact.")
+    async def merge_contacts(self, info: Info, source_id: strawberry.ID,
+                             destination_id: strawberry.ID) -> ContactCard:
+        body = checked(inputs.ContactsMerge, source_id=source_id, destination_id=destination_id)
+        return ContactCard.of(await service(info).contacts.merge(body.source_id,
+                                                                 body.destination_id))
+
 
 async def _changed(info: Info, conversation_id: str, change: Awaitable[None]) -> Conversation:
     """Make the change, then answer with the conversation as it is now."""
@@ -330,6 +389,13 @@ class Subscription:
         changes = info.context["bus"].subscribe(lambda c: c.collection == "channels")
         async for change in changes:
             yield Channel.of(change.value)
+
+    @strawberry.subscription(description="Contacts made, changed or merged into (from every "
+                             "process).")
+    async def contact_updated(self, info: Info) -> AsyncGenerator[ContactCard, None]:
+        changes = info.context["bus"].subscribe(lambda c: c.collection == "contacts")
+        async for change in changes:
+            yield ContactCard.of(change.value)
 
 
 __all__ = ["Query", "Mutation", "Subscription", "NotFound"]

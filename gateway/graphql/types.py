@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import strawberry
 from strawberry.dataloader import DataLoader
@@ -326,3 +326,60 @@ class UpdateWebhookInput:
     events: list[str] | None = None
     headers: JSON | None = None
     signature_key: str | None = None
+
+
+@strawberry.type(description="A contact (Airy's contacts): made for each conversation's person, "
+                 "or by a user. Contact is the person as a conversation shows them.")
+class ContactCard:
+    id: strawberry.ID
+    display_name: str | None
+    avatar_url: str | None
+    title: str | None
+    timezone: str | None
+    gender: str | None
+    locale: str | None
+    organization_name: str | None
+    via: JSON = strawberry.field(description="phone, email, or any key: value.")
+    address: JSON = strawberry.field(description="Any of organization_name, address_line1, "
+                                     "address_line2, postcode, city, state, country.")
+    conversations: JSON = strawberry.field(description="Conversation id: its source.")
+    metadata: JSON = strawberry.field(description="A conversation's person: facebook {psid, "
+                                      "page_id}. No arrays.")
+    created_at: datetime
+    updated_at: datetime
+    merge_history: list[JSON] = strawberry.field(
+        description="A copy of each contact merged into this one, as it was.")
+
+    @classmethod
+    def of(cls, card: domain.ContactCard) -> ContactCard:
+        return cls(id=strawberry.ID(card.id), display_name=card.display_name,
+                   avatar_url=card.avatar_url, title=card.title, timezone=card.timezone,
+                   gender=card.gender, locale=card.locale,
+                   organization_name=card.organization_name, via=card.via,
+                   address=card.address, conversations=card.conversations,
+                   metadata=card.metadata, created_at=moment(card.created_at),
+                   updated_at=moment(card.updated_at), merge_history=card.merge_history)
+
+
+@strawberry.input(description='A contact\'s fields, for createContact, importContacts and '
+                  'updateContactCard (where "" removes a field, or a key of an object field).')
+class ContactInput:
+    display_name: str | None = None
+    avatar_url: str | None = None
+    title: str | None = None
+    timezone: str | None = None
+    gender: str | None = None
+    locale: str | None = None
+    organization_name: str | None = None
+    via: JSON | None = None
+    address: JSON | None = None
+    conversations: JSON | None = None
+    metadata: JSON | None = None
+
+    def arguments(self) -> dict[str, Any]:
+        """As contacts.create's (and contacts.update's) body: gateway.inputs checks them."""
+        return {"display_name": self.display_name, "avatar_url": self.avatar_url,
+                "title": self.title, "timezone": self.timezone, "gender": self.gender,
+                "locale": self.locale, "organization_name": self.organization_name,
+                "via": self.via, "address": self.address, "conversations": self.conversations,
+                "metadata": self.metadata}

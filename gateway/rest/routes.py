@@ -13,6 +13,7 @@ from starlette.routing import Route
 from gateway import inputs as bodies
 from gateway.rest.shapes import (
     channel_json,
+    contact_card_json,
     contact_json,
     conversation_json,
     facebook_page_json,
@@ -218,6 +219,55 @@ async def messages_send(gw: UseCases, body: bodies.MessagesSend) -> Response:
     return JSONResponse(message_json(message))
 
 
+async def contacts_create(gw: UseCases, body: bodies.ContactCreate) -> Response:
+    card = await gw.contacts.create(body.fields())
+    return JSONResponse(contact_card_json(card), status_code=201)
+
+
+async def contacts_import(gw: UseCases, body: bodies.ContactsImport) -> Response:
+    cards = await gw.contacts.import_many([item.fields() for item in body.contacts])
+    return JSONResponse({"data": [contact_card_json(card) for card in cards]}, status_code=201)
+
+
+async def contacts_list(gw: UseCases, body: bodies.ContactsList) -> Response:
+    page = await gw.contacts.page(cursor=body.cursor, page_size=body.page_size)
+    return JSONResponse(page_json(page, contact_card_json))
+
+
+async def contacts_info(gw: UseCases, body: bodies.ContactInfo) -> Response:
+    card = await gw.contacts.get(body.id) if body.id is not None else \
+        await gw.contacts.of_conversation(str(body.conversation_id))
+    return JSONResponse(contact_card_json(card))
+
+
+async def contacts_update(gw: UseCases, body: bodies.ContactUpdate) -> Response:
+    await gw.contacts.update(body.id, body.changes())
+    return Response(status_code=202)
+
+
+async def contacts_delete(gw: UseCases, body: bodies.ContactRef) -> Response:
+    await gw.contacts.delete(body.id)
+    return Response(status_code=202)
+
+
+async def contacts_merge(gw: UseCases, body: bodies.ContactsMerge) -> Response:
+    card = await gw.contacts.merge(body.source_id, body.destination_id)
+    return JSONResponse(contact_card_json(card))
+
+
+def post_list(path: str, field: str, model: type[bodies.Body], handler: Handler,
+              answer: str, summary: str, **spec: Any) -> Route:
+    """A route whose body is a bare JSON array (as Airy's client posts it), read as the model's
+    `field`; a JSON object is read as the model itself."""
+    async def endpoint(request: Request) -> Response:
+        data = await read_json(request)
+        body = bodies.parse(model, {field: data} if isinstance(data, list) else data)
+        return await handler(request.app.state.gateway, body)
+
+    SPECS.append(RouteSpec(path, model, answer, summary, **spec))
+    return Route(path, endpoint, methods=["POST"], name=path.strip("/"))
+
+
 routes = [
     post("/channels.facebook.connect", bodies.ConnectFacebook, connect_facebook, "Channel",
          "Subscribe the app to a page and store it (same page: same id).", calls_graph=True),
@@ -280,5 +330,22 @@ routes = [
          "A conversation's messages, newest first."),
     post("/messages.send", bodies.MessagesSend, messages_send, "Message",
          "Queue a message (answered pending); it is delivered in the background."),
+    post("/contacts.create", bodies.ContactCreate, contacts_create, "ContactCard",
+         "Create a contact (at least one field).", answer_status=201),
+    post_list("/contacts.import", "contacts", bodies.ContactsImport, contacts_import,
+              "ContactCardList", "Create contacts in bulk: a JSON array of contacts.create "
+              "bodies (or {\"contacts\": [...]}), at most 500.", answer_status=201),
+    post("/contacts.list", bodies.ContactsList, contacts_list, "ContactCardPage",
+         "Contacts, newest first."),
+    post("/contacts.info", bodies.ContactInfo, contacts_info, "ContactCard",
+         "One contact, by id or by conversation_id (a conversation's contact is made if it "
+         "is not yet)."),
+    post("/contacts.update", bodies.ContactUpdate, contacts_update, None,
+         "Change a contact's fields; \"\" removes a field, or a key of via, address, "
+         "conversations or metadata.", empty_status=202),
+    post("/contacts.delete", bodies.ContactRef, contacts_delete, None,
+         "Delete a contact.", empty_status=202),
+    post("/contacts.merge", bodies.ContactsMerge, contacts_merge, "ContactCard",
+         "Merge source_id into destination_id; answers the merged contact."),
 ]
 

@@ -196,6 +196,40 @@ class WebhookList(TypedDict):
     data: list[WebhookInfo]
 
 
+class ContactCard(TypedDict):
+    """A contact (Airy's contacts API): made for each conversation's person, or by a user."""
+
+    id: str
+    display_name: str | None
+    avatar_url: str | None
+    title: str | None
+    timezone: str | None
+    gender: str | None
+    locale: str | None
+    organization_name: str | None
+    via: Annotated[dict[str, str], Field(description="phone, email, or any <key>: <value>.")]
+    address: Annotated[dict[str, str], Field(description=(
+        "Any of organization_name, address_line1, address_line2, postcode, city, state, "
+        "country."))]
+    conversations: Annotated[dict[str, str], Field(description="Conversation id: its source.")]
+    metadata: Annotated[dict[str, Any], Field(description=(
+        "A conversation's person: facebook {psid, page_id}. No arrays."))]
+    created_at: Time
+    merge_history: Annotated[list[dict[str, Any]], Field(description=(
+        "A copy of each contact merged into this one, as it was."))]
+
+
+class ContactCardPage(TypedDict):
+    """Contacts, newest first."""
+
+    data: list[ContactCard]
+    pagination_data: PaginationData
+
+
+class ContactCardList(TypedDict):
+    data: list[ContactCard]
+
+
 def channel_json(channel: domain.Channel) -> Channel:
     return {
         "id": channel.id,
@@ -294,3 +328,22 @@ def webhook_json(webhook: domain.Webhook, queued: int | None = None) -> Webhook:
         "queued": queued,
     }
     return info
+
+
+def contact_card_json(card: domain.ContactCard) -> ContactCard:
+    return {
+        "id": card.id,
+        "display_name": card.display_name,
+        "avatar_url": card.avatar_url,
+        "title": card.title,
+        "timezone": card.timezone,
+        "gender": card.gender,
+        "locale": card.locale,
+        "organization_name": card.organization_name,
+        "via": card.via,
+        "address": card.address,
+        "conversations": card.conversations,
+        "metadata": card.metadata,
+        "created_at": cast(str, iso(card.created_at)),
+        "merge_history": card.merge_history,
+    }

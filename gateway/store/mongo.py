@@ -28,7 +28,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
@@ -46,6 +46,7 @@ from gateway import changes as registry
 from gateway.domain import (
     Channel,
     Contact,
+    ContactCard,
     Conversation,
     ConversationFilter,
     Count,
@@ -63,6 +64,8 @@ from gateway.domain import (
     new_id,
 )
 from gateway.errors import Conflict, InvalidInput
+from gateway.store import lucene
+from gateway.store.contacts import ContactRepo, to_contact
 from gateway.store.documents import Malformed, Unreadable, convert, read, read_all, validate
 from gateway.store.queries import count, eq
 from gateway.store.secrets import TokenCipher
@@ -108,6 +111,8 @@ INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, Any]]] = [
     ("outbox", [("next_at", ASCENDING)], {}),
     ("profile_jobs", [("next_at", ASCENDING)], {}),
     ("events", [("processed", ASCENDING), ("received_at", ASCENDING)], {}),
+    ("contacts", [("sort_key", DESCENDING)], {"unique": True}),
+    ("contact_links", [("contact_id", ASCENDING)], {}),
 ]
 
 
@@ -194,6 +199,7 @@ class Store:
         self.webhooks = WebhookRepo(self.db.webhooks)
         self.deliveries = DeliveryRepo(self.db.webhook_deliveries)
         self.feed_positions = FeedPositions(self.db.webhook_feed)
+        self.contacts = ContactRepo(self.db.contacts, self.db.contact_links, self.db.counters)
         # Work queues live apart from what users see, so a lease or a retry is no visible change.
         self.outbox = JobRepo(self.db.outbox, subjects=(self.db.messages, _to_message))
         self.profile_jobs = JobRepo(self.db.profile_jobs,
@@ -671,6 +677,9 @@ class ConversationRepo:
     async def page(self, where: ConversationFilter, cursor: str | None, size: int) -> Page:
         """Newest activity first: the conversations, a cursor after each and after the page,
         whether more follow, and how many documents match (unreadable ones too)."""
+        if where.query is not None:
+            where = replace(where, query=await lucene.with_channels(where.query,
+                                                                    self.c.database.channels))
         query = _conversation_query(where)
         total = await self._total(where, query)
         start = decode_position(cursor) if cursor else Position()
@@ -680,7 +689,10 @@ class ConversationRepo:
 
     async def _total(self, where: ConversationFilter, query: dict[str, Any]) -> int:
         """How many conversations match: from the channels' counts when only channels narrow
-        the list, else counted by the server from an index (the conversations that match)."""
+        the list, else counted by the server from an index (the conversations that match);
+        with a Lucene query, counted by the server as it finds them (store/lucene.py)."""
+        if where.query is not None:
+            return await lucene.count(self.c, query)
         if query.keys() - {"channel_id"}:
             return await count(self.c, query)
         if where.channel_ids is None:  # every channel's, connected or not
@@ -717,7 +729,8 @@ def _counting(ids: list[str], unread: set[str]) -> dict[str, Any]:
 def _conversation_query(where: ConversationFilter) -> dict[str, Any]:
     """One condition per field, never `$and` (see the module's docstring). One channel, or one
     state, is served by its index on (…, last_message_at); other filters are checked on the
-    conversations read in last-activity order until the page is full."""
+    conversations read in last-activity order until the page is full. Only a Lucene query with
+    OR or NOT brings `$and`, `$or` or `$nor` (read in Python by nx-27017; store/lucene.py)."""
     query: dict[str, Any] = {}
     if where.channel_ids is not None:
         channels = list(dict.fromkeys(where.channel_ids))  # none: no conversation matches
@@ -734,6 +747,8 @@ def _conversation_query(where: ConversationFilter) -> dict[str, Any]:
         # Case-insensitive by an inline flag: nx-27017 runs a `$regex` with `$options` in Python
         # over every document, and one without in SQL (MongoDB takes both).
         query["contact.display_name"] = {"$regex": "(?i)" + re.escape(where.display_name)}
+    if where.query is not None:
+        query.update(lucene.conditions(where.query, query))
     return query
 
 
@@ -1221,6 +1236,7 @@ class JobRepo:
 # and what each carries, is declared in `gateway.changes`.
 CONVERTERS: dict[type, Callable[[Doc], Any]] = {
     Message: _to_message, Conversation: _to_conversation, Channel: _to_channel, Tag: _to_tag,
+    ContactCard: to_contact,
 }
 WATCHED: dict[str, Callable[[Doc], Any]] = {
     name: CONVERTERS[kind] for name, kind in registry.WATCHED.items()

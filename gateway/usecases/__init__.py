@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from gateway.usecases.base import Deps, GraphApi
 from gateway.usecases.channels import Channels
+from gateway.usecases.contacts import Contacts
 from gateway.usecases.conversations import Conversations
 from gateway.usecases.ingest import Ingest
 from gateway.usecases.messages import Messages
@@ -21,6 +22,7 @@ __all__ = ["Deps", "GraphApi", "UseCases", "build", "check_webhook_headers"]
 @dataclass(frozen=True)
 class UseCases:
     channels: Channels
+    contacts: Contacts
     conversations: Conversations
     messages: Messages
     tags: Tags
@@ -32,7 +34,7 @@ class UseCases:
 
 def build(deps: Deps) -> UseCases:
     return UseCases(
-        channels=Channels(deps), conversations=Conversations(deps), messages=Messages(deps),
-        tags=Tags(deps), metadata=Metadata(deps), webhooks=Webhooks(deps),
+        channels=Channels(deps), contacts=Contacts(deps), conversations=Conversations(deps),
+        messages=Messages(deps), tags=Tags(deps), metadata=Metadata(deps), webhooks=Webhooks(deps),
         profiles=Profiles(deps), ingest=Ingest(deps),
     )

@@ -1,4 +1,9 @@
-"""Contacts' profiles: fetched from the Graph API by a worker, retried with backoff."""
+"""Contacts' profiles: fetched from the Graph API by a worker, retried with backoff.
+
+The pass also makes the new conversation's contact (`contacts.contact_of`) before it fetches:
+the job is queued exactly once per new conversation and taken again after a crash, and making
+the contact is idempotent, so each conversation's person becomes a contact once, fetched or not.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from gateway.domain import (
     now_ms,
 )
 from gateway.errors import (
+    Conflict,
     UpstreamError,
     UpstreamRefused,
 )
@@ -19,6 +25,7 @@ from gateway.usecases.base import (
     note_token_refusal,
     subject_missing,
 )
+from gateway.usecases.contacts import contact_of, profile_fetched
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,10 @@ class Profiles(UseCase):
             attempts = job.attempts + 1
             channel = await self.store.channels.get(conversation.channel_id)
             try:
+                await contact_of(self.store, conversation, channel)
+            except Conflict as exc:  # its contact is stored unreadable: the profile still comes
+                log.warning("contact of conversation %s: %s", conversation.id, exc.message)
+            try:
                 if channel is None or not channel.connected:
                     raise UpstreamRefused("the conversation's channel is disconnected")
                 profile = await self.graph.get_profile(conversation.contact.id, channel.page_token)
@@ -69,5 +80,7 @@ class Profiles(UseCase):
             await self.store.conversations.profile_fetched(
                 conversation.id, profile.get("display_name"), profile.get("avatar_url")
             )
+            await profile_fetched(self.store, conversation.id, profile.get("display_name"),
+                                  profile.get("avatar_url"))
             await self.store.profile_jobs.done(job.id)
         return tried
