@@ -152,13 +152,16 @@ class Lines:
                 return item
 
 
+@pytest.mark.parametrize("processes", [1, 2], ids=["one process", "two processes"])
 def test_airys_client_library_gets_events_with_the_cookie_and_disconnects_with_a_receipt(
-        start_gateway, graph):
+        start_gateway, graph, processes):
     gw = start_gateway(SYSTEM_TOKEN=TOKEN)
+    reader = gw if processes == 1 else \
+        start_gateway(database=gw.env["MONGODB_DATABASE"], SYSTEM_TOKEN=TOKEN)
     gw.http.headers["Authorization"] = f"Bearer {TOKEN}"
     channel = connect_page(gw, graph)
     page_id = channel["source_channel_id"]
-    url = gw.url.replace("http://", "ws://") + "/ws.communication"
+    url = reader.url.replace("http://", "ws://") + "/ws.communication"
     # As in a browser: no CONNECT headers, the airy_auth_token cookie on the upgrade.
     client = stomp_js({"url": url, "wsHeaders": {"Cookie": f"airy_auth_token={TOKEN}"},
                        "messages": 2, "heartbeat": [2000, 2000]})

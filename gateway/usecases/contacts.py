@@ -2,7 +2,8 @@
 
 Each conversation's person becomes a contact once: the new conversation's profile job links the
 conversation to a new contact (`contact_of`, idempotent: the job is retried after a crash), and a
-profile fetched later gives the contact its name and picture (`profile_fetched`). Asking for a
+profile fetched later gives the contact its name and picture (`name_contact`), as does a name
+given to the conversation's person by hand (`conversations.update-contact`). Asking for a
 conversation's contact before that job ran makes it the same way, so whichever comes first makes
 it and the other finds it. Users create, import, change, delete and merge contacts.
 
@@ -133,10 +134,10 @@ async def contact_of(store: Store, conversation: Conversation,
     ))
 
 
-async def profile_fetched(store: Store, conversation_id: str, display_name: str | None,
-                          avatar_url: str | None) -> None:
-    """The person's profile, fetched from Meta, names their contact (as it names the
-    conversation), and gives it their picture."""
+async def name_contact(store: Store, conversation_id: str, display_name: str | None,
+                       avatar_url: str | None = None) -> None:
+    """The conversation's person was named (by the profile fetched from Meta, or by hand): so is
+    their contact, if it is made yet; a picture given replaces the contact's."""
     contact_id = await store.contacts.linked(conversation_id)
     if contact_id is None:
         return

@@ -19,6 +19,7 @@ from gateway.usecases.base import (
     UseCase,
     check_page_size,
 )
+from gateway.usecases.contacts import name_contact
 from gateway.validation import check_field_names, check_storable
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class Conversations(UseCase):
             conversation_id, {"contact.display_name": display_name.strip()}
         ):
             raise NotFound(f"conversation {conversation_id} not found")
+        await name_contact(self.store, conversation_id, display_name.strip())
 
     async def refetch_contact(self, conversation_id: str) -> None:
         """Fetch the contact's profile again, in the background."""

@@ -25,7 +25,7 @@ from gateway.usecases.base import (
     note_token_refusal,
     subject_missing,
 )
-from gateway.usecases.contacts import contact_of, profile_fetched
+from gateway.usecases.contacts import contact_of, name_contact
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class Profiles(UseCase):
             await self.store.conversations.profile_fetched(
                 conversation.id, profile.get("display_name"), profile.get("avatar_url")
             )
-            await profile_fetched(self.store, conversation.id, profile.get("display_name"),
-                                  profile.get("avatar_url"))
+            await name_contact(self.store, conversation.id, profile.get("display_name"),
+                               profile.get("avatar_url"))
             await self.store.profile_jobs.done(job.id)
         return tried

@@ -49,6 +49,20 @@ async def test_a_contact_asked_for_before_the_profile_job_ran_is_the_one_it_name
         await rig.uc.contacts.of_conversation("no-such-conversation")
 
 
+async def test_naming_the_conversations_person_by_hand_names_their_contact(rig: Rig):
+    await rig.connect()
+    rig.fake.add_profile("4242", "Ada", "Lovelace", pic="https://img.example/ada.jpg")
+    conversation = (await rig.write("4242")).conversation
+    await rig.uc.profiles.fetch_due()
+
+    await rig.uc.conversations.update_contact(conversation.id, " Countess Lovelace ")
+    card = await rig.uc.contacts.of_conversation(conversation.id)
+    assert card.display_name == "Countess Lovelace"
+    assert card.avatar_url == "https://img.example/ada.jpg"  # kept: no picture was given
+    view = await rig.uc.conversations.get(conversation.id)
+    assert view.conversation.contact.display_name == "Countess Lovelace"
+
+
 async def test_a_refused_profile_still_leaves_a_contact(rig: Rig):
     await rig.connect()
     conversation = (await rig.write("4242")).conversation  # Meta has no profile of this person
