@@ -21,8 +21,10 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from functools import lru_cache
+from typing import Any, Literal, cast
 
+from graphql import GraphQLError, GraphQLSyntaxError, OperationType, parse
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter
@@ -32,10 +34,12 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     Operation,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import DataMessage, DataMessagePayload
 from strawberry.types.execution import PreExecutionError
 
 from gateway.errors import InvalidInput
-from gateway.graphql.multiplex import Member, Multiplexer, encode
+from gateway.graphql.multiplex import Member, Multiplexer, encode, result_payload
+from gateway.graphql.reads import selected_operation
 from gateway.validation import load_json
 
 log = logging.getLogger(__name__)
@@ -176,6 +180,24 @@ async def _send_frames(websocket: Any, prefix: str, member: Member) -> PreExecut
     return None
 
 
+@lru_cache(maxsize=256)
+def _syntax_error(query: str) -> GraphQLError | None:
+    """Why a document does not parse; None when it does. Strawberry's websocket handlers fail on
+    such a document without telling the client (a bare `complete`, or nothing at all), so it is
+    answered here as a request error. Parsing is bounded by the frame size limit."""
+    try:
+        parse(query)
+    except GraphQLSyntaxError as error:
+        return GraphQLError(error.message, source=error.source, positions=error.positions,
+                            extensions={"code": "GRAPHQL_PARSE_FAILED"})
+    return None
+
+
+def _operation_type(query: str, operation_name: str | None) -> OperationType | None:
+    operation = selected_operation(query, operation_name, max_tokens=None)
+    return operation.operation if operation is not None else None
+
+
 def _multiplexer(handler: Any, query: str, operation_name: str | None) -> Multiplexer | None:
     multiplexer: Multiplexer | None = getattr(handler.view, "multiplexer", None)
     if multiplexer is None or not isinstance(query, str) \
@@ -196,6 +218,11 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler):
         await _refuse(self.websocket, "graphql-transport-ws", error_message)
 
     async def run_operation(self, operation: Operation) -> None:
+        syntax_error = _syntax_error(operation.query) \
+            if isinstance(operation.query, str) else None
+        if syntax_error is not None:
+            await operation.send_initial_errors([syntax_error])
+            return
         multiplexer = _multiplexer(self, operation.query, operation.operation_name)
         if multiplexer is None:
             return await super().run_operation(operation)
@@ -247,6 +274,16 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
     async def handle_async_results(self, operation_id: str, query: str,
                                    operation_name: str | None,
                                    variables: dict[str, object] | None) -> None:
+        syntax_error = _syntax_error(query) if isinstance(query, str) else None
+        if syntax_error is not None:
+            await self.send_message({"type": "error", "id": operation_id,
+                                     "payload": syntax_error.formatted})
+            self.tasks.pop(operation_id, None)
+            return
+        if isinstance(query, str) and _operation_type(query, operation_name) in (
+                OperationType.QUERY, OperationType.MUTATION):
+            await self._execute(operation_id, query, operation_name, variables)
+            return
         multiplexer = _multiplexer(self, query, operation_name)
         if multiplexer is None:
             return await super().handle_async_results(operation_id, query, operation_name,
@@ -263,6 +300,26 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
                 return
             await self.send_message({"type": "complete", "id": operation_id})
         except asyncio.CancelledError:  # `stop`, as strawberry answers it
+            await self.send_message({"type": "complete", "id": operation_id})
+        except WebSocketDisconnected:
+            return
+        finally:
+            self.tasks.pop(operation_id, None)
+
+    async def _execute(self, operation_id: str, query: str, operation_name: str | None,
+                       variables: dict[str, object] | None) -> None:
+        """A query or a mutation: one `data` message, then `complete`, as the legacy protocol
+        (subscriptions-transport-ws) answers them; strawberry's handler only subscribes, and
+        refused them with an unexpected error."""
+        try:
+            result = await self.schema.execute(
+                query, variable_values=variables, context_value=self.context,
+                root_value=self.root_value, operation_name=operation_name)
+            await self.send_message(DataMessage(
+                type="data", id=operation_id,
+                payload=cast(DataMessagePayload, result_payload(result))))
+            await self.send_message({"type": "complete", "id": operation_id})
+        except asyncio.CancelledError:  # `stop`
             await self.send_message({"type": "complete", "id": operation_id})
         except WebSocketDisconnected:
             return

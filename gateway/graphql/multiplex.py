@@ -42,13 +42,18 @@ def encode(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
-def payload_of(result: ExecutionResult) -> str:
+def result_payload(result: ExecutionResult) -> dict[str, Any]:
+    """A result as both websocket protocols carry it."""
     payload: dict[str, Any] = {"data": result.data}
     if result.errors:
         payload["errors"] = [error.formatted for error in result.errors]
     if result.extensions:
         payload["extensions"] = result.extensions
-    return encode(payload)
+    return payload
+
+
+def payload_of(result: ExecutionResult) -> str:
+    return encode(result_payload(result))
 
 
 class Member:
