@@ -34,7 +34,8 @@ from gateway.rest.shapes import channel_json, conversation_json, message_json
 from gateway.signals import Running, Signals
 from gateway.store import Store
 from gateway.store.mongo import Change, changes
-from gateway.store.webhooks import DELIVERED, FAILED, Delivery, change_key
+from gateway.store.ports import DELIVERED, FAILED, Delivery
+from gateway.store.webhooks import change_key
 from gateway.usecases.base import backoff
 from gateway.usecases.conversations import Conversations
 from gateway.usecases.webhooks import check_webhook_headers

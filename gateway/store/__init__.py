@@ -1,5 +1,8 @@
-"""The store: MongoDB repositories over PyMongo's async API. Mongo documents stay in here."""
+"""The store: what the use-cases ask of it (`ports`), MongoDB's implementation over PyMongo's
+async API (`mongo`; Mongo documents stay in there), and an in-memory one for the fast tests
+(`memory`)."""
 
 from gateway.store.mongo import Store
+from gateway.store.ports import StorePort
 
-__all__ = ["Store"]
+__all__ = ["Store", "StorePort"]

@@ -49,17 +49,14 @@ from gateway.domain import (
     ContactCard,
     Conversation,
     ConversationFilter,
-    Count,
     DeliveryState,
     FetchState,
     InboundEvent,
-    JsonObject,
     Message,
     Page,
     SenderType,
     Tag,
     TagColor,
-    Timestamp,
     clamp_ms,
     new_id,
 )
@@ -67,6 +64,7 @@ from gateway.errors import Conflict, InvalidInput
 from gateway.store import lucene
 from gateway.store.contacts import ContactRepo, to_contact
 from gateway.store.documents import Malformed, Unreadable, convert, read, read_all, validate
+from gateway.store.ports import Job
 from gateway.store.queries import count, eq
 from gateway.store.secrets import TokenCipher
 from gateway.store.webhooks import DeliveryRepo, FeedPositions, WebhookRepo
@@ -251,6 +249,10 @@ class Store:
         if given:
             log.info("counted the messages of %d conversation(s) stored by an earlier version",
                      given)
+
+    async def merge_user_data(self, subject: str, owner_id: str, data: dict[str, Any]
+                              ) -> dict[str, Any] | None:
+        return await merge_user_data(self, subject, owner_id, data)
 
     async def close(self) -> None:
         await self.client.close()
@@ -616,7 +618,8 @@ class ConversationRepo:
     async def uncount(self, conversation_id: str, message_id: str) -> None:
         """A message counted here was removed (a second copy of the same echo)."""
         mark = counted_mark(message_id)
-        await self.c.update_one({"_id": conversation_id, "counted_ids": eq(mark)},
+        # `$in`, not `$eq`: nx-27017's find does not read `$eq` on an array as "holds".
+        await self.c.update_one({"_id": conversation_id, "counted_ids": {"$in": [mark]}},
                                 {"$inc": {"message_count": -1}, "$pull": {"counted_ids": mark}})
 
     async def count_new(self, conversation: Conversation) -> None:
@@ -1152,14 +1155,6 @@ def _to_event(doc: Doc) -> InboundEvent:
 
 
 # --- work queues ----------------------------------------------------------------------------
-
-
-@dataclass
-class Job:
-    id: str  # the id of what the job is about: a message to send, a conversation's contact
-    attempts: Count
-    created_at: Timestamp
-    data: JsonObject
 
 
 def _to_job(doc: Doc) -> Job:

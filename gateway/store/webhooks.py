@@ -12,18 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from pydantic import JsonValue
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from gateway.domain import Count, Timestamp, Webhook
+from gateway.domain import Webhook
 from gateway.store.documents import Unreadable, convert, read, read_all, validate
+from gateway.store.ports import DELIVERED, FAILED, QUEUED, Delivery
 from gateway.store.queries import count, eq
-
-QUEUED, DELIVERED, FAILED = "queued", "delivered", "failed"
 
 
 class WebhookRepo:
@@ -91,17 +88,6 @@ def _to_webhook(doc: Mapping[str, Any]) -> Webhook:
         "last_success_at": doc.get("last_success_at"), "last_error": doc.get("last_error"),
         "last_error_at": doc.get("last_error_at"),
     })
-
-
-@dataclass
-class Delivery:
-    id: str
-    webhook_id: str
-    type: str  # message.created, message.updated, conversation.updated, channel.updated
-    payload: JsonValue
-    created_at: Timestamp
-    next_at: Timestamp
-    attempts: Count
 
 
 class DeliveryRepo:

@@ -11,8 +11,7 @@ from gateway.config import Settings
 from gateway.domain import Channel, now_ms
 from gateway.errors import InvalidInput, UpstreamError
 from gateway.signals import Running, Signals
-from gateway.store import Store
-from gateway.store.mongo import Job, JobRepo
+from gateway.store.ports import Job, JobsPort, StorePort
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ class GraphApi(Protocol):
 
 @dataclass(frozen=True)
 class Deps:
-    store: Store
+    store: StorePort
     graph: GraphApi
     settings: Settings
     signals: Signals  # set when work is queued for a background loop
@@ -76,14 +75,14 @@ def lease_ms(settings: Settings) -> int:
     return int((settings.graph_api_timeout * 2 + 5) * 1000)
 
 
-async def note_token_refusal(store: Store, channel: Channel, exc: UpstreamError) -> None:
+async def note_token_refusal(store: StorePort, channel: Channel, exc: UpstreamError) -> None:
     if exc.graph_code == INVALID_TOKEN and channel.token_valid:
         log.warning("channel %s: Meta refused its page token; connect the page again",
                     channel.id)
         await store.channels.token_refused(channel.id, now_ms())
 
 
-async def subject_missing(queue: JobRepo, job: Job) -> None:
+async def subject_missing(queue: JobsPort, job: Job) -> None:
     """What the job is about is not stored: not yet (look again in a second), or never (its
     request failed, or it lost a race to create it): then the job is dropped. Stored but
     unreadable, it will not become readable by itself: the job is parked."""

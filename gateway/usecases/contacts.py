@@ -30,7 +30,7 @@ from gateway.domain import (
     now_ms,
 )
 from gateway.errors import InvalidInput, NotFound
-from gateway.store import Store
+from gateway.store.ports import StorePort
 from gateway.usecases.base import UseCase, check_page_size
 from gateway.validation import check_field_names, check_storable
 
@@ -116,7 +116,7 @@ class Contacts(UseCase):
         return merged
 
 
-async def contact_of(store: Store, conversation: Conversation,
+async def contact_of(store: StorePort, conversation: Conversation,
                      channel: Channel | None) -> ContactCard:
     """The conversation's contact: linked already, or made now (named as the conversation's
     person is, with `metadata.facebook` saying who they are on which page)."""
@@ -134,7 +134,7 @@ async def contact_of(store: Store, conversation: Conversation,
     ))
 
 
-async def name_contact(store: Store, conversation_id: str, display_name: str | None,
+async def name_contact(store: StorePort, conversation_id: str, display_name: str | None,
                        avatar_url: str | None = None) -> None:
     """The conversation's person was named (by the profile fetched from Meta, or by hand): so is
     their contact, if it is made yet; a picture given replaces the contact's."""

@@ -21,7 +21,7 @@ from gateway.errors import (
     NotFound,
     UpstreamError,
 )
-from gateway.store.mongo import Job
+from gateway.store.ports import Job
 from gateway.usecases.base import (
     ECHO_METADATA_PREFIX,
     UseCase,

@@ -9,7 +9,7 @@ from gateway.errors import (
     InvalidInput,
     NotFound,
 )
-from gateway.store.mongo import USER_DATA_OWNERS, merge_user_data
+from gateway.store.ports import USER_DATA_SUBJECTS
 from gateway.usecases.base import (
     UseCase,
 )
@@ -25,13 +25,13 @@ class Metadata(UseCase):
         self, subject: str, owner_id: str, data: dict[str, Any]
     ) -> dict[str, Any]:
         """Merge `data` into the `user_data` of a message, conversation or channel; return it."""
-        if subject not in USER_DATA_OWNERS:
-            raise InvalidInput(f"subject must be one of {', '.join(USER_DATA_OWNERS)}")
+        if subject not in USER_DATA_SUBJECTS:
+            raise InvalidInput(f"subject must be one of {', '.join(USER_DATA_SUBJECTS)}")
         if not isinstance(data, dict):
             raise InvalidInput("data must be a JSON object")
         check_storable(data, "data")
         check_field_names(data, "data")
-        merged = await merge_user_data(self.store, subject, owner_id, data)
+        merged = await self.store.merge_user_data(subject, owner_id, data)
         if merged is None:
             raise NotFound(f"{subject} {owner_id} not found")
         return merged

@@ -1,9 +1,13 @@
 """The fast layer: every use-case run in-process; the whole folder takes a few seconds.
 
-The store is the real one (gateway.store's repositories over the real driver) on nx-27017's own
-request handler, in memory, served from a thread of this process on a Unix socket: one
-implementation of the query semantics, no subprocess, no TCP port. Each test gets a database
-of its own. Meta is the tests' fake Graph API, reached through httpx's ASGI transport.
+Every test that takes the `rig` runs twice, once on each store, so that each is a contract test
+of both implementations of `gateway.store.ports`:
+- `nx-27017`: the real one (gateway.store's repositories over the real driver) on nx-27017's own
+  request handler, in memory, served from a thread of this process on a Unix socket: no
+  subprocess, no TCP port. Each test gets a database of its own.
+- `memory`: `gateway.store.memory.MemoryStore`, plain dicts.
+A test that can run on one only says which and why: `@pytest.mark.only_store("nx-27017",
+reason=...)`. Meta is the tests' fake Graph API, reached through httpx's ASGI transport.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from gateway.signals import Running, Signals
 from gateway.sources.facebook.graph import GraphClient
 from gateway.sources.facebook.webhook import parse_envelope
 from gateway.store import Store
+from gateway.store.memory import MemoryStore
 from gateway.store.nxserve import Handler
+from gateway.store.ports import StorePort
 from gateway.usecases import Deps, UseCases, build
 from tests import payloads
 from tests.fake_graph import FakeGraph
@@ -43,6 +49,12 @@ GRAPH_URL = "http://graph.unit.invalid/v21.0"  # never resolved: the transport i
 SETTINGS = {"FACEBOOK_APP_ID": APP_ID, "RETRY_BASE_SECONDS": "0.1",
             "RETRY_MAX_SECONDS": "0.1", "SEND_MAX_ATTEMPTS": "3"}
 RETRY_DUE = 0.12  # seconds: longer than any backoff with SETTINGS
+STORES = ("nx-27017", "memory")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "only_store(name, reason): run the test on that store of the rig only")
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +93,7 @@ def store_url() -> Iterator[str]:
 class Rig:
     """The use-cases on a fresh database and a fresh fake Graph API, and what tests say often."""
 
-    def __init__(self, store: Store, fake: FakeGraph, settings: Settings) -> None:
+    def __init__(self, store: StorePort, fake: FakeGraph, settings: Settings) -> None:
         self.store = store
         self.fake = fake
         self.settings = settings
@@ -128,9 +140,16 @@ class Rig:
         return (await self.uc.messages.page(conversation_id, page_size=100)).items
 
 
-@pytest.fixture
-async def rig(store_url: str) -> AsyncIterator[Rig]:
-    store = await Store.connect(store_url, f"unit_{uuid.uuid4().hex[:12]}", timeout_ms=5000)
+@pytest.fixture(params=STORES)
+async def rig(request: pytest.FixtureRequest, store_url: str) -> AsyncIterator[Rig]:
+    only = request.node.get_closest_marker("only_store")
+    if only is not None and only.args[0] != request.param:
+        pytest.skip(f"on {only.args[0]} only: {only.kwargs['reason']}")
+    store: StorePort
+    if request.param == "memory":
+        store = MemoryStore()
+    else:
+        store = await Store.connect(store_url, f"unit_{uuid.uuid4().hex[:12]}", timeout_ms=5000)
     rig = Rig(store, FakeGraph(url=GRAPH_URL), Settings.from_env(SETTINGS))
     try:
         yield rig

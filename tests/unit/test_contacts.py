@@ -74,6 +74,7 @@ async def test_a_refused_profile_still_leaves_a_contact(rig: Rig):
 async def test_contacts_are_created_imported_and_listed_newest_first_in_pages(rig: Rig):
     first = await rig.uc.contacts.create({"display_name": "Grace", "via": {"phone": "+1 555"}})
     assert first.via == {"phone": "+1 555"} and first.merge_history == []
+    await asyncio.sleep(0.002)  # the others are created a millisecond later at least
     imported = await rig.uc.contacts.import_many(
         [{"display_name": f"Person {n}"} for n in range(5)])
     assert [c.display_name for c in imported] == [f"Person {n}" for n in range(5)]

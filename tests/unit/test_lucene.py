@@ -370,6 +370,8 @@ async def listed(rig: Rig, where: ConversationFilter, size: int = 17) -> tuple[l
 
 
 @pytest.mark.anyio
+@pytest.mark.only_store("nx-27017", reason="stores documents of every shape through the driver: "
+                         "tests the MongoDB translation of the expressions")
 async def test_nx_27017_answers_every_shape_as_the_expression_means(rig: Rig):
     docs = documents()
     await rig.store.db.conversations.insert_many([dict(d) for d in docs])
@@ -385,6 +387,8 @@ async def test_nx_27017_answers_every_shape_as_the_expression_means(rig: Rig):
 
 
 @pytest.mark.anyio
+@pytest.mark.only_store("nx-27017", reason="stores documents of every shape through the driver: "
+                         "tests the MongoDB translation of the expressions")
 async def test_a_query_beside_the_json_fields_narrows_them(rig: Rig):
     docs = documents()
     await rig.store.db.conversations.insert_many([dict(d) for d in docs])
