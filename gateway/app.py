@@ -9,6 +9,7 @@ import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
@@ -18,9 +19,8 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
-from starlette.staticfiles import StaticFiles
 
-from gateway import rest
+from gateway import rest, web
 from gateway.auth import TokenAuth
 from gateway.bus import EventBus
 from gateway.cache import CacheReads, QueryCache, Reads, json_without_errors
@@ -45,6 +45,9 @@ from gateway.usecases import Deps
 from gateway.usecases import build as build_usecases
 from gateway.websockets import WebsocketLimit
 from gateway.workers import Worker
+
+if TYPE_CHECKING:
+    from gateway.sandbox.server import Sandbox
 
 log = logging.getLogger("gateway")
 
@@ -72,8 +75,10 @@ def create_app(
     settings: Settings | None = None,
     *,
     graph_transport: httpx.AsyncBaseTransport | None = None,
+    sandbox: Sandbox | None = None,
 ) -> Starlette:
-    """Build the ASGI app. Settings default to the environment, read here once."""
+    """Build the ASGI app. Settings default to the environment, read here once. A `sandbox`
+    (messenger-gateway --sandbox) is mounted at /sandbox and started with the gateway."""
     settings = settings or Settings.from_env()
     # Built before the store exists, so that the query cache can be told when the bus is live.
     bus = EventBus(queue_size=settings.subscription_queue_size,
@@ -136,16 +141,22 @@ def create_app(
         app.state.bus = bus
         for worker in workers:
             worker.start()
+        if sandbox:  # it connects the demo page once the gateway listens
+            await sandbox.start()
         store_text = settings.store_description
         if embedded:
             store_text += f" (Unix socket {embedded.socket_path}, owner only; no TCP port)"
-        log.info("Messenger Gateway listening on http://%s:%s, store: %s",
-                 settings.host, settings.port, store_text)
+        log.info("Messenger Gateway listening on http://%s:%s (%s), store: %s",
+                 settings.host, settings.port,
+                 ", ".join(f"{name} {path}" for path, name in web.PAGES.items()), store_text)
+        for warning in settings.startup_warnings():
+            log.warning(warning)
         try:
             yield
         finally:
             running.stopping = True
             await shut_down(settings, workers, [
+                *([("sandbox", sandbox.stop)] if sandbox else []),
                 ("outgoing webhooks", outgoing.stop), ("change streams", bus.stop),
                 ("Graph API client", graph.aclose), ("store client", store.close),
             ], embedded)
@@ -160,10 +171,13 @@ def create_app(
         Route("/health", health, methods=["GET"]),
         Route("/openapi.json", lambda request: JSONResponse(openapi.build()), methods=["GET"]),
     ]
-    inbox = Path(settings.inbox_dir)
-    if (inbox / "index.html").is_file():  # built with `npm run build` in frontend-sample/
-        routes.append(Route("/inbox", lambda request: RedirectResponse("/inbox/")))
-        routes.append(Mount("/inbox", StaticFiles(directory=inbox, html=True), name="inbox"))
+    routes += [
+        Route("/", web.home, methods=["GET"]),
+        Route("/inbox", lambda request: RedirectResponse("/inbox/")),
+        Mount("/inbox", web.Inbox(Path(settings.inbox_dir)), name="inbox"),
+    ]
+    if sandbox:
+        routes.append(Mount("/sandbox", sandbox.app, name="sandbox"))
     app = Starlette(
         routes=routes,
         middleware=[

@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 # Airy's browser client sends no Authorization header: it relies on this cookie (same token).
 AUTH_COOKIE = "airy_auth_token"
 # The webhook is guarded by Meta's signature instead; health checks come from load balancers.
-PUBLIC_PATHS = ("/facebook", "/health")
+PUBLIC_PATHS = ("/facebook", "/health", "/")  # "/": a page of links, nothing else
 
 
 def token_of(header: str) -> str:

@@ -19,8 +19,8 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_GRAPH_API_URL = "https://graph.facebook.com/v21.0"
-# Where `npm run build` in frontend-sample/ puts the inbox, in a checkout of the repository.
-DEFAULT_INBOX_DIR = str(Path(__file__).resolve().parent.parent / "frontend-sample" / "dist")
+# The inbox shipped inside the package (`npm run build` in frontend-sample/ writes it there).
+DEFAULT_INBOX_DIR = str(Path(__file__).resolve().parent / "web" / "inbox")
 
 FLAG_WORDS = {"1": True, "true": True, "yes": True, "on": True,
               "0": False, "false": False, "no": False, "off": False}
@@ -204,6 +204,21 @@ class Settings(BaseSettings):
         return f"Settings(host={self.host!r}, port={self.port}, store={self.store_description!r})"
 
     __str__ = __repr__
+
+    def startup_warnings(self) -> list[str]:
+        """What will not work as configured, said once at start-up rather than as a bare 503 or
+        403 at the first request. An open API off loopback is cli.py's to refuse or warn of."""
+        warnings = []
+        if not self.facebook_app_secret:
+            warnings.append("FACEBOOK_APP_SECRET is not set: every webhook is refused (503), "
+                            "as its signature cannot be checked")
+        if not self.facebook_webhook_secret:
+            warnings.append("FACEBOOK_WEBHOOK_SECRET is not set: Meta's verification challenge "
+                            "(GET /facebook) is refused (403), so no webhook can be registered")
+        if not self.system_token and not self.allow_open_api:
+            warnings.append(f"SYSTEM_TOKEN is not set: the API is open to anyone who can reach "
+                            f"{self.host}:{self.port}, with no token asked")
+        return warnings
 
     @property
     def store_description(self) -> str:

@@ -283,7 +283,7 @@ def test_a_message_sent_in_year_318857_poisons_nothing(start_gateway, graph, rec
         write(gw, page, "5101", "after 2")
         created, updates = [], []
         # Its activity is the latest time there can be, and it shows no last message.
-        latest = {"id": conversation["id"], "lastActivityAt": "9999-12-31T23:59:59.999000+00:00",
+        latest = {"id": conversation["id"], "lastActivityAt": "9999-12-31T23:59:59.999Z",
                   "lastMessage": None}
         while len(created) < 2 or not any(u.items() >= latest.items() for u in updates):
             message = ws.receive()

@@ -33,7 +33,7 @@ def anchors(page: Path) -> set[str]:
 
 def test_readme_opens_with_start_and_test_commands():
     start, test = [block.strip() for block in shell_blocks()[:2]]
-    assert start.endswith("messenger-gateway")
+    assert start.endswith("messenger-gateway --sandbox")
     assert test.endswith("pytest")
 
 

@@ -30,16 +30,55 @@ export async function gql<T>(query: string, variables: Record<string, unknown> =
   return body.data as T;
 }
 
+/** Whether live updates flow: "lost" when the websocket drops, "restored" when it is back. */
+export type Link = "lost" | "restored";
+
+const PING_EVERY_MS = 10_000; // a socket that froze (sleep, a proxy) is noticed by its missing pong
+const PONG_WITHIN_MS = 5_000;
+
 let client: Client | null = null;
+let activeSocket: WebSocket | null = null;
+let onLink: (link: Link) => void = () => {};
+
+/** Tell `listener` each time the websocket is lost and each time it is back. */
+export function watchLink(listener: (link: Link) => void) {
+  onLink = listener;
+}
 
 function wsClient(): Client {
   if (!client) {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
+    let lost = false;
+    let pongTimer: ReturnType<typeof setTimeout> | undefined;
     client = createClient({
       url: `${scheme}://${location.host}/graphql`,
       connectionParams: () => authHeaders(),
       retryAttempts: Infinity,
       shouldRetry: () => true,
+      // Back soon after a restart, and never more than a few seconds apart.
+      retryWait: (retries) => new Promise((resolve) =>
+        setTimeout(resolve, Math.min(500 * 2 ** retries, 4000) + Math.random() * 300)),
+      keepAlive: PING_EVERY_MS,
+      on: {
+        ping: (received) => {
+          if (received) return;
+          pongTimer = setTimeout(() => {
+            activeSocket?.close(4408, "no pong"); // graphql-ws retries this one
+          }, PONG_WITHIN_MS);
+        },
+        pong: (received) => { if (received) clearTimeout(pongTimer); },
+        connected: (socket) => {
+          activeSocket = socket as WebSocket;
+          if (lost) onLink("restored");
+          lost = false;
+        },
+        closed: () => {
+          activeSocket = null;
+          clearTimeout(pongTimer);
+          if (!lost) onLink("lost");
+          lost = true;
+        },
+      },
     });
   }
   return client;

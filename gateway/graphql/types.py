@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NewType, TypeVar
 
 import strawberry
 from strawberry.dataloader import DataLoader
@@ -30,6 +30,20 @@ FetchState = strawberry.enum(domain.FetchState, description="Whether the contact
 
 def moment(ms: int) -> datetime:
     return domain.moment(ms)  # exact to the millisecond, up to the last one of year 9999
+
+
+def _iso(when: datetime) -> str:
+    """As REST writes times (domain.iso), so a client reads one format from both APIs."""
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# Named as Strawberry's own scalar for datetimes, which it replaces: every time field uses this one.
+DateTime = strawberry.scalar(
+    NewType("DateTime", datetime),
+    serialize=_iso,
+    description="A time in UTC: ISO-8601 with milliseconds and Z, as REST writes it "
+                "(2026-11-25T10:00:00.123Z).",
+)
 
 
 @strawberry.type(description="A connected (or formerly connected) Facebook page.")
@@ -105,7 +119,7 @@ class Message:
     delivery_state: DeliveryState
     sender_type: SenderType
     from_contact: bool
-    sent_at: datetime
+    sent_at: DateTime
     source: str
     source_message_id: str | None = strawberry.field(description="Meta's message id (mid).")
     metadata: JSON = strawberry.field(
@@ -131,8 +145,8 @@ class Conversation:
     id: strawberry.ID
     channel_id: strawberry.ID
     contact: Contact
-    created_at: datetime
-    last_activity_at: datetime
+    created_at: DateTime
+    last_activity_at: DateTime
     unread_count: int
     state: str | None = strawberry.field(description="Set by users, e.g. OPEN or CLOSED.")
     user_data: JSON = strawberry.field(description="Set through upsertMetadata.")
@@ -289,9 +303,9 @@ class Webhook:
                                          "conversation.updated, channel.updated")
     headers: JSON
     status: str = strawberry.field(description="Subscribed or Unsubscribed.")
-    last_success_at: datetime | None
+    last_success_at: DateTime | None
     last_error: str | None
-    last_error_at: datetime | None
+    last_error_at: DateTime | None
     queued: int = strawberry.field(description="Deliveries waiting for the receiver.")
 
     @classmethod
@@ -345,8 +359,8 @@ class ContactCard:
     conversations: JSON = strawberry.field(description="Conversation id: its source.")
     metadata: JSON = strawberry.field(description="A conversation's person: facebook {psid, "
                                       "page_id}. No arrays.")
-    created_at: datetime
-    updated_at: datetime
+    created_at: DateTime
+    updated_at: DateTime
     merge_history: list[JSON] = strawberry.field(
         description="A copy of each contact merged into this one, as it was.")
 

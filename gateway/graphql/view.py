@@ -1,4 +1,5 @@
-"""The `/graphql` endpoint: HTTP (POST and GET), GraphiQL, and websockets in both protocols.
+"""The `/graphql` endpoint: HTTP (POST and GET), GraphiQL (served offline from the package),
+and websockets in both protocols.
 
 Whatever a request carries is checked before strawberry reads it: the body, GET's `variables`
 and `extensions`, and websocket frames all pass the REST routes' JSON rule
@@ -33,6 +34,7 @@ from gateway.graphql.handlers import FrameAdapter, LegacyWSHandler, TransportWSH
 from gateway.graphql.multiplex import Multiplexer, subscription_test
 from gateway.usecases import UseCases
 from gateway.validation import load_json
+from gateway.web import graphiql_page
 
 
 @dataclass
@@ -85,6 +87,12 @@ class GatewayGraphQL(GraphQL):
         except HTTPException as exc:  # strawberry's answer is plain text; clients expect JSON
             response = request_error(exc.status_code, exc.reason)
         await response(scope, receive, send)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """The GraphiQL built into the package (frontend-graphiql/), not strawberry's page, whose
+        scripts come from a CDN: this one works offline, sends the headers set in its editor,
+        and runs subscriptions over graphql-transport-ws."""
+        return graphiql_page()
 
     def decode_json(self, data: str | bytes) -> object:
         """Bodies and GET's `variables` and `extensions` (frames: `FrameAdapter`)."""
