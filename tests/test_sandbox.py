@@ -279,3 +279,54 @@ def test_simulate_posts_signed_webhooks_to_a_gateway(gateway, graph):
     assert unset.returncode != 0 and "FACEBOOK_APP_SECRET is not set" in unset.stderr
     down = simulate(f"http://127.0.0.1:{free_port()}", "read")
     assert down.returncode == 1 and "cannot post" in down.stderr
+
+
+@pytest.mark.skipif(not CHROMIUM, reason="Chromium is not installed (.ci/run installs it)")
+def test_the_first_five_minutes_a_round_trip_in_the_inbox_with_no_internet(sandbox):
+    """The README's quick start, as a newcomer does it, with every request off loopback refused:
+    the home page, the sandbox's customer writes, the inbox shows it live, the reply typed in
+    the inbox reaches the customer's page."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        context = browser.new_context(viewport={"width": 1200, "height": 760})
+        blocked: list[str] = []
+
+        def only_loopback(route: Any) -> None:
+            if route.request.url.startswith(sandbox.url):
+                route.continue_()
+            else:
+                blocked.append(route.request.url)
+                route.abort()
+
+        context.route("**/*", only_loopback)
+        try:
+            inbox = context.new_page()
+            inbox.goto(sandbox.url + "/")
+            inbox.get_by_role("link", name="Inbox").click()
+            expect(inbox.get_by_test_id("channel").first).to_be_visible()
+
+            customer = context.new_page()
+            customer.goto(sandbox.url + "/sandbox/")
+            customer.get_by_test_id("person-name").fill("Grace Hopper")
+            customer.get_by_test_id("person-add").click()
+            customer.get_by_test_id("text").fill("Is the shop open on Sunday?")
+            customer.get_by_test_id("send").click()
+
+            # Live in the inbox, without a reload.
+            row = inbox.get_by_test_id("conversation").filter(has_text="Grace Hopper")
+            expect(row).to_contain_text("Is the shop open on Sunday?", timeout=15_000)
+            row.click()
+            inbox.get_by_test_id("reply-input").fill("Yes, from 10 to 4.")
+            inbox.get_by_test_id("reply-send").click()
+
+            answer = customer.locator("[data-testid=message][data-from=page]")
+            expect(answer).to_contain_text("Yes, from 10 to 4.", timeout=15_000)
+            expect(inbox.get_by_test_id("message").last).to_contain_text("Yes, from 10 to 4.")
+            OUTPUT.mkdir(parents=True, exist_ok=True)
+            inbox.screenshot(path=str(OUTPUT / "first-five-minutes-inbox.png"))
+            customer.screenshot(path=str(OUTPUT / "first-five-minutes-sandbox.png"))
+        finally:
+            browser.close()
+    assert blocked == [], f"asked for something off loopback: {blocked}"
