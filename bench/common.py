@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,12 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pymongo
 
 from gateway.sources.facebook.signature import sign
 from tests.conftest import APP_ID, APP_SECRET, VERIFY_TOKEN, GatewayProcess, free_port
 from tests.fake_graph import FakeGraph, FakeGraphServer
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# An external MongoDB replica set (`--mongodb-url`) the gateways use instead of each its own
+# embedded nx-27017: each gateway then has a database of its own there, dropped once it stops.
+MONGODB_URL = ""
 
 
 def raise_open_files() -> None:
@@ -50,10 +55,13 @@ def fake_graph() -> Iterator[FakeGraph]:
 
 @contextmanager
 def gateway(graph: FakeGraph, **env: str) -> Iterator[GatewayProcess]:
-    """A gateway on its own embedded nx-27017 (as `messenger-gateway` runs by default)."""
+    """A gateway on its own embedded nx-27017 (as `messenger-gateway` runs by default), or on a
+    database of its own in MONGODB_URL's replica set."""
+    database = "bench_" + uuid.uuid4().hex[:12]
     with tempfile.TemporaryDirectory(prefix="bench-") as data:
         settings = {
-            "MONGODB_URL": "", "DATA_DIR": data, "FACEBOOK_APP_ID": APP_ID,
+            "MONGODB_URL": MONGODB_URL, "MONGODB_DATABASE": database, "DATA_DIR": data,
+            "FACEBOOK_APP_ID": APP_ID,
             "FACEBOOK_APP_SECRET": APP_SECRET, "FACEBOOK_WEBHOOK_SECRET": VERIFY_TOKEN,
             "FACEBOOK_GRAPH_API_URL": graph.url, "LOG_LEVEL": "WARNING",
             "WORKER_POLL_SECONDS": "0.2", "SYSTEM_TOKEN": "",
@@ -64,6 +72,9 @@ def gateway(graph: FakeGraph, **env: str) -> Iterator[GatewayProcess]:
             yield process.start()
         finally:
             process.stop()
+            if MONGODB_URL:
+                with pymongo.MongoClient(MONGODB_URL) as client:
+                    client.drop_database(database)
 
 
 @contextmanager
@@ -97,8 +108,11 @@ def signed(payload: Any) -> tuple[bytes, dict[str, str]]:
     return raw, {"X-Hub-Signature-256": sign(APP_SECRET, raw)}
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process so far (not its children: not the store)."""
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of one process so far (not its children: not the store); NaN for
+    none (an external store's)."""
+    if pid is None:
+        return float("nan")
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
@@ -107,6 +121,12 @@ def children(pid: int) -> list[int]:
     """The direct children of a process: the gateway's embedded store."""
     return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
             for child in (task / "children").read_text().split()]
+
+
+def store_pid(gw: GatewayProcess) -> int | None:
+    """The process of a gateway's embedded store; None on an external store (not measured)."""
+    assert gw.proc
+    return None if MONGODB_URL else children(gw.proc.pid)[0]
 
 
 def rss_bytes(pid: int) -> int:

@@ -98,8 +98,9 @@ def run(sizes: list[int], seconds: float, runs: int, processes: int) -> list[lis
     with fake_graph() as graph:
         results: dict[tuple[int, str], dict[str, float]] = {}
         for mode, flag in MODES.items():
-            with gateway(graph, SUBSCRIPTION_MULTIPLEX=flag,
-                         SUBSCRIPTION_QUEUE_SIZE="1000000") as gw:
+            # Room for the next size's sockets while the last size's are still closing.
+            with gateway(graph, SUBSCRIPTION_MULTIPLEX=flag, SUBSCRIPTION_QUEUE_SIZE="1000000",
+                         WS_MAX_CONNECTIONS=str(2 * max(sizes))) as gw:
                 for count in sizes:
                     clients = Clients(processes)
                     try:

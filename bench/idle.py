@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import time
 
-from bench.common import children, cpu_seconds, fake_graph, gateway, median, table
+from bench.common import cpu_seconds, fake_graph, gateway, median, store_pid, table
 
 
 def run(seconds: float, runs: int) -> str:
     seconds = max(seconds, 5.0)  # idle costs are small: measure long enough to see them
     shares: list[tuple[float, float]] = []
     with fake_graph() as graph, gateway(graph, WORKER_POLL_SECONDS="1") as gw:
-        pids = (gw.proc.pid, children(gw.proc.pid)[0])
+        pids = (gw.proc.pid, store_pid(gw))
         time.sleep(1)  # start-up is over
         for _ in range(runs):
             before = [cpu_seconds(pid) for pid in pids]

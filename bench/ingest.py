@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from bench.common import (Http, Load, baseline_server, children, cpu_seconds, drive,
+from bench.common import (Http, Load, baseline_server, cpu_seconds, drive, store_pid,
                           fake_graph, gateway, median, percentile, signed, table)
 from tests import payloads
 from tests.conftest import connect_page
@@ -37,7 +37,7 @@ def run(seconds: float, runs: int) -> str:
         for psid in people:
             graph.add_profile(psid, "Ada", f"Person {psid}")
         drive(gw.url, 4, min(seconds, 1.0), _poster(page, people))  # warm up: contacts exist
-        store = children(gw.proc.pid)[0]
+        store = store_pid(gw)
         for level in LEVELS:
             measured: dict[str, list[tuple[Load, float, float]]] = {"baseline": [],
                                                                     "gateway": []}

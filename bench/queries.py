@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import (Http, baseline_server, children, cpu_seconds, drive, fake_graph,
-                          gateway, median, percentile, table)
+from bench.common import (Http, baseline_server, cpu_seconds, drive, fake_graph, gateway,
+                          median, percentile, store_pid, table)
 from tests import payloads
 from tests.conftest import connect_page, wait_for
 
@@ -129,7 +129,7 @@ def run(seconds: float, runs: int, arrivals: float = 10.0) -> str:
                                                      _request(path, body, check)))
                             time.sleep(0.2)
                             continue
-                        store = children(target.proc.pid)[0]
+                        store = store_pid(target)
                         before, store_before = cpu_seconds(target.proc.pid), cpu_seconds(store)
                         counted = _Counted(path, body, check)
                         if rate:

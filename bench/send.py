@@ -16,10 +16,11 @@ from tests import payloads
 from tests.conftest import connect_page, wait_for
 
 CONCURRENCY = 8
+CONVERSATIONS = 16  # the multi-conversation row: sends spread over this many conversations
 UPDATED = "subscription ($c: ID) { messageUpdated(conversationId: $c) { id state } }"
 
 
-async def _sends(gw: Any, conversation: str, seconds: float) -> tuple[Load, float]:
+async def _sends(gw: Any, conversations: list[str], seconds: float) -> tuple[Load, float]:
     """Send for `seconds`, then wait for every sent message to be delivered; returns the load
     and the messages delivered per second from the first send to the last delivery."""
     url = gw.url.replace("http://", "ws://") + "/graphql"
@@ -27,7 +28,8 @@ async def _sends(gw: Any, conversation: str, seconds: float) -> tuple[Load, floa
         await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
         await ws.recv()
         await ws.send(json.dumps({"type": "subscribe", "id": "1", "payload": {
-            "query": UPDATED, "variables": {"c": conversation}}}))
+            "query": UPDATED,
+            "variables": {"c": conversations[0] if len(conversations) == 1 else None}}}))
         await asyncio.sleep(0.5)  # subscribing has no acknowledgement
         sent: set[str] = set()
         delivered: set[str] = set()
@@ -49,7 +51,8 @@ async def _sends(gw: Any, conversation: str, seconds: float) -> tuple[Load, floa
 
         async def send(http: Http, n: int) -> bool:
             status, answer = await http.post("/messages.send", json.dumps({
-                "conversation_id": conversation, "message": {"text": f"reply {n}"}}).encode())
+                "conversation_id": conversations[n % len(conversations)],
+                "message": {"text": f"reply {n}"}}).encode())
             if status == 200:
                 sent.add(json.loads(answer)["id"])
             return status == 200
@@ -81,18 +84,25 @@ async def _graph_ceiling(graph: Any, seconds: float) -> Load:
 def run(seconds: float, runs: int) -> str:
     with fake_graph() as graph, gateway(graph, WORKER_POLL_SECONDS="1") as gw:
         page = connect_page(gw, graph)["source_channel_id"]
-        graph.add_profile("5550001", "Ada", "Lovelace")
-        gw.webhook(payloads.envelope(page, payloads.text(page, "5550001", "hi")))
-        conversation = wait_for(lambda: gw.post("/conversations.list").json()["data"])[0]["id"]
-        ceiling, measured = [], []
+        people = [str(5550001 + n) for n in range(CONVERSATIONS)]
+        for person in people:
+            graph.add_profile(person, "Ada", "Lovelace")
+            gw.webhook(payloads.envelope(page, payloads.text(page, person, "hi")))
+        listed = wait_for(lambda: len(found := gw.post("/conversations.list", {
+            "page_size": 100}).json()["data"]) == CONVERSATIONS and found)
+        ids = [c["id"] for c in listed]
+        ceiling, one, many = [], [], []
         for _ in range(runs):
             ceiling.append(asyncio.run(_graph_ceiling(graph, seconds)))
-            measured.append(asyncio.run(_sends(gw, conversation, seconds)))
+            one.append(asyncio.run(_sends(gw, ids[:1], seconds)))
+            many.append(asyncio.run(_sends(gw, ids, seconds)))
     ceiling_rate = median([load.rate for load in ceiling])
-    rate = median([delivered for _, delivered in measured])
-    latencies = [t for load, _ in measured for t in load.latencies]
-    rows = [["fake Send API alone (ceiling)", ceiling_rate, "100%", float("nan")],
-            ["messages.send → delivered", rate, f"{rate / ceiling_rate:.1%}",
-             percentile(latencies, 0.5) * 1000]]
-    return table(f"Send path: {CONCURRENCY} connections sending into one conversation",
+    rows = [["fake Send API alone (ceiling)", ceiling_rate, "100%", float("nan")]]
+    for name, measured in (("messages.send → delivered, 1 conversation", one),
+                           (f"messages.send → delivered, {CONVERSATIONS} conversations", many)):
+        rate = median([delivered for _, delivered in measured])
+        latencies = [t for load, _ in measured for t in load.latencies]
+        rows.append([name, rate, f"{rate / ceiling_rate:.1%}", percentile(latencies, 0.5) * 1000])
+    return table(f"Send path: {CONCURRENCY} connections sending, into one conversation or "
+                 f"round-robin into {CONVERSATIONS}",
                  ["target", "messages/s", "of ceiling", "send answer p50 ms"], rows)

@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     data_dir: str = "./data"
     system_token: Secret = ""
     send_max_attempts: Annotated[int, Field(ge=1)] = 6
+    # Messages delivered at once (each conversation's one at a time, in queue order), and each
+    # page's Send API pace: below Meta's 300 calls/s (10 for audio and video).
+    send_concurrency: Annotated[int, Field(ge=1, le=256)] = 16
+    send_rate_per_page: Annotated[float, Field(ge=0.1)] = 250.0
+    send_media_rate_per_page: Annotated[float, Field(ge=0.1)] = 8.0
     retry_base_seconds: Annotated[float, Field(ge=0.01)] = 2.0
     retry_max_seconds: Annotated[float, Field(ge=0.01)] = 300.0
     worker_poll_seconds: Annotated[float, Field(ge=0.01)] = 1.0

@@ -22,6 +22,7 @@ DEFAULTS = {
     "ws_init_timeout_seconds": 10.0, "ws_max_connections": 10000, "subscription_queue_mb": 4.0,
     "allowed_origins": (), "allow_open_api": False, "webhook_allow_private": False,
     "store_measure_work": False, "token_encryption_key": "",
+    "send_concurrency": 16, "send_rate_per_page": 250.0, "send_media_rate_per_page": 8.0,
 }
 
 KEY = Fernet.generate_key().decode()
@@ -40,6 +41,9 @@ FULL = {
     "DATA_DIR": ("/var/lib/gateway", "/var/lib/gateway"),
     "SYSTEM_TOKEN": ("system-token", "system-token"),
     "SEND_MAX_ATTEMPTS": ("3", 3),
+    "SEND_CONCURRENCY": ("4", 4),
+    "SEND_RATE_PER_PAGE": ("100", 100.0),
+    "SEND_MEDIA_RATE_PER_PAGE": ("5", 5.0),
     "RETRY_BASE_SECONDS": ("0.5", 0.5),
     "RETRY_MAX_SECONDS": ("60", 60.0),
     "WORKER_POLL_SECONDS": ("0.25", 0.25),
@@ -76,6 +80,9 @@ RANGES = {
     "PORT": ("0", "-1"),
     "GRAPH_API_TIMEOUT_SECONDS": ("0.1", "0.09"),
     "SEND_MAX_ATTEMPTS": ("1", "0"),
+    "SEND_CONCURRENCY": ("1", "0"),
+    "SEND_RATE_PER_PAGE": ("0.1", "0"),
+    "SEND_MEDIA_RATE_PER_PAGE": ("0.1", "0"),
     "RETRY_BASE_SECONDS": ("0.01", "0.009"),
     "RETRY_MAX_SECONDS": ("0.01", "0"),
     "WORKER_POLL_SECONDS": ("0.01", "-1"),
@@ -95,8 +102,8 @@ RANGES = {
     "WS_MAX_CONNECTIONS": ("1", "0"),
     "SUBSCRIPTION_QUEUE_MB": ("0.01", "0.001"),
 }
-INTEGERS = {"PORT", "SEND_MAX_ATTEMPTS", "GRAPHQL_MAX_DEPTH", "GRAPHQL_MAX_TOKENS",
-            "GRAPHQL_MAX_ALIASES", "GRAPHQL_CACHE_SIZE", "SUBSCRIPTION_QUEUE_SIZE",
+INTEGERS = {"PORT", "SEND_MAX_ATTEMPTS", "SEND_CONCURRENCY", "GRAPHQL_MAX_DEPTH",
+            "GRAPHQL_MAX_TOKENS", "GRAPHQL_MAX_ALIASES", "GRAPHQL_CACHE_SIZE", "SUBSCRIPTION_QUEUE_SIZE",
             "WS_MAX_SUBSCRIPTIONS", "MAX_BODY_BYTES", "WS_MAX_MESSAGE_BYTES", "WS_MAX_CONNECTIONS"}
 FLAGS = ["SUBSCRIPTION_MULTIPLEX", "ALLOW_OPEN_API", "WEBHOOK_ALLOW_PRIVATE", "STORE_MEASURE_WORK"]
 # Any text is a valid value of these.

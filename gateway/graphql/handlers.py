@@ -60,21 +60,32 @@ class FrameAdapter(ASGIWebSocketAdapter):
 
     async def iter_json(self, *, ignore_parsing_errors: bool = False
                         ) -> AsyncGenerator[object, None]:
+        # The frame's text is read in `_decoded`, so that this generator, suspended between
+        # frames for as long as a socket lives, holds none of it.
         while self.ws.application_state == WebSocketState.CONNECTED:
             try:
-                message = await self.ws.receive()
+                frame = _decoded(await self.ws.receive())
             except (WebSocketDisconnect, RuntimeError):  # gone, or closed meanwhile
                 return
-            if message["type"] == "websocket.disconnect":
+            if frame is _GONE:
                 return
-            text = message.get("text")
-            if not isinstance(text, str):
-                yield Malformed("binary frames are not accepted: send JSON text")
-                continue
-            try:
-                yield load_json(text, "the message")
-            except InvalidInput as exc:
-                yield Malformed(exc.message)
+            yield frame
+
+
+_GONE = object()  # the client went away
+
+
+def _decoded(message: Mapping[str, Any]) -> object:
+    """A websocket frame's JSON, `Malformed`, or `_GONE`."""
+    if message["type"] == "websocket.disconnect":
+        return _GONE
+    text = message.get("text")
+    if not isinstance(text, str):
+        return Malformed("binary frames are not accepted: send JSON text")
+    try:
+        return load_json(text, "the message")
+    except InvalidInput as exc:
+        return Malformed(exc.message)
 
 
 class _Message(BaseModel):
@@ -164,20 +175,29 @@ async def _refuse(websocket: Any, protocol: str, problem: str) -> None:
     await _close(websocket, 4400, problem)
 
 
-async def _send_frames(websocket: Any, prefix: str, member: Member) -> PreExecutionError | None:
-    """Send each payload wrapped in the protocol's envelope; stop at a request error.
+async def _send_frames(websocket: Any, prefix: str, multiplexer: Multiplexer,
+                       member: Member) -> PreExecutionError | None:
+    """Send each payload wrapped in the protocol's envelope until the stream ends; stop at a
+    request error. The member leaves its group however this ends.
 
     The payload is the group's text as is: only the envelope, which names the client's own
     operation id, is written per client.
     """
-    async for item in member:
-        if isinstance(item, PreExecutionError):
-            return item
-        try:
-            await member.send(websocket.ws.send_text(prefix + item + "}"))
-        except (WebSocketDisconnect, RuntimeError) as exc:  # the socket is gone or closing
-            raise WebSocketDisconnected from exc
-    return None
+    try:
+        while True:
+            waiter = member.ready()
+            if waiter is not None:
+                await waiter
+                continue
+            item = member.take()
+            if item is None or isinstance(item, PreExecutionError):
+                return item
+            try:
+                await member.send(websocket.ws.send_text(prefix + item + "}"))
+            except (WebSocketDisconnect, RuntimeError) as exc:  # the socket is gone or closing
+                raise WebSocketDisconnected from exc
+    finally:
+        multiplexer.leave(member)
 
 
 @lru_cache(maxsize=256)
@@ -213,9 +233,23 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler):
             await _refuse(self.websocket, "graphql-transport-ws", problem)
             return
         await super().handle_message(message)
+        message.clear()  # strawberry's read loop holds it until the next frame: maybe for ever
 
     async def handle_invalid_message(self, error_message: str) -> None:
         await _refuse(self.websocket, "graphql-transport-ws", error_message)
+
+    def on_request_accepted(self) -> None:
+        """Strawberry's connection_init timer, let go once it ends (connection_init cancels it):
+        kept, the ended task would hold its coroutine and cancellation for as long as the socket
+        lives."""
+        super().on_request_accepted()
+        timer = self.connection_init_timeout_task
+        assert timer is not None
+        timer.add_done_callback(self._forget_timer)
+
+    def _forget_timer(self, timer: asyncio.Task) -> None:
+        if self.connection_init_timeout_task is timer:
+            self.connection_init_timeout_task = None
 
     async def run_operation(self, operation: Operation) -> None:
         syntax_error = _syntax_error(operation.query) \
@@ -228,10 +262,10 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler):
             return await super().run_operation(operation)
         prefix = '{"id":' + encode(operation.id) + ',"type":"next","payload":'
         try:
-            async with multiplexer.join(operation.query, operation.variables,
-                                        operation.operation_name,
-                                        self.context) as member:  # type: ignore[arg-type]
-                error = await _send_frames(self.websocket, prefix, member)
+            member = multiplexer.join(operation.query, operation.variables,
+                                      operation.operation_name,
+                                      self.context)  # type: ignore[arg-type]
+            error = await _send_frames(self.websocket, prefix, multiplexer, member)
             if error is not None:
                 # As strawberry answers a request error. Strawberry closes the socket instead
                 # for a document that does not parse or names no operation: neither comes here,
@@ -246,13 +280,14 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler):
 
 class LegacyWSHandler(BaseGraphQLWSHandler):
     initialised = False  # connection_init received
+    _timer: asyncio.Task | None = None  # closes the socket unless connection_init comes in time
 
     async def handle(self) -> None:
-        timer = asyncio.create_task(self._close_unless_initialised())
+        self._timer = asyncio.create_task(self._close_unless_initialised())
         try:
             await super().handle()
         finally:
-            timer.cancel()
+            self._timer.cancel()
 
     async def _close_unless_initialised(self) -> None:
         await asyncio.sleep(self.view.connection_init_wait_timeout.total_seconds())
@@ -269,7 +304,10 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
                 await _close(self.websocket, 4429, "Too many initialisation requests")
                 return
             self.initialised = True
+            if self._timer is not None:
+                self._timer.cancel()  # not held for the rest of the timeout
         await super().handle_message(message)
+        message.clear()  # strawberry's read loop holds it until the next frame: maybe for ever
 
     async def handle_async_results(self, operation_id: str, query: str,
                                    operation_name: str | None,
@@ -290,9 +328,9 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
                                                       variables)
         prefix = '{"type":"data","id":' + encode(operation_id) + ',"payload":'
         try:
-            async with multiplexer.join(query, variables, operation_name,
-                                        self.context) as member:  # type: ignore[arg-type]
-                error = await _send_frames(self.websocket, prefix, member)
+            member = multiplexer.join(query, variables, operation_name,
+                                      self.context)  # type: ignore[arg-type]
+            error = await _send_frames(self.websocket, prefix, multiplexer, member)
             if error is not None:
                 assert error.errors
                 await self.send_message({"type": "error", "id": operation_id,

@@ -17,8 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from typing import Any
 
@@ -58,27 +57,40 @@ def payload_of(result: ExecutionResult) -> str:
 
 class Member:
     """One client's subscription in a group: a queue of payloads, read by its sender, of at most
-    `size` payloads and `max_bytes` bytes of them."""
+    `size` payloads and `max_bytes` bytes of them.
 
-    def __init__(self, size: int, max_bytes: int = 4 * 2**20) -> None:
+    Read with `ready()` and `take()` rather than as an async iterator: a waiting reader then holds
+    a future, not a suspended generator, which counts with ten thousand idle websockets."""
+
+    __slots__ = ("group", "_size", "_max_bytes", "_items", "_head", "_bytes", "_waiter",
+                 "_sender", "_dropping", "overflowed")
+
+    def __init__(self, size: int, max_bytes: int = 4 * 2**20, group: Group | None = None) -> None:
+        self.group = group
         self._size = size
         self._max_bytes = max_bytes
-        self._items: deque[Item] = deque()
+        # A list read from `_head` on, emptied whenever it is read to the end: an idle member
+        # holds an empty list (56 bytes), where a deque holds a 64-slot block (600 bytes).
+        self._items: list[Item] = []
+        self._head = 0
         self._bytes = 0  # the payloads' length in the queue (ASCII: characters are bytes)
         self._waiter: asyncio.Future[None] | None = None
         self._sender: asyncio.Task | None = None  # the task sending a payload, while it does
         self._dropping = False  # the payload being sent is dropped: the member was cut off
         self.overflowed = False
 
-    def offer(self, item: Item) -> None:
+    def offer(self, item: Item) -> bool:
+        """Queue `item`; whether this cut the member off."""
         if self.overflowed:
-            return
+            return False
+        cut_off = False
         if isinstance(item, str):
-            cut = SubscriberTooSlow.check(len(self._items) + 1, self._bytes + len(item),
-                                          self._size, self._max_bytes)
+            cut = SubscriberTooSlow.check(len(self._items) - self._head + 1,
+                                          self._bytes + len(item), self._size, self._max_bytes)
             if cut is not None:
-                self.overflowed = True
+                self.overflowed = cut_off = True
                 self._items.clear()  # not held until the client reads: it may never
+                self._head = 0
                 self._bytes = 0
                 if self._sender is not None:  # nor the payload whose send waits for it
                     self._dropping = True
@@ -90,21 +102,30 @@ class Member:
         self._items.append(item)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+        return cut_off
 
-    async def __aiter__(self) -> AsyncIterator[str | PreExecutionError]:
-        """Payloads in order; ends after the stream ends or after a request error."""
-        while True:
-            while not self._items:
-                self._waiter = asyncio.get_running_loop().create_future()
-                await self._waiter
-            item = self._items.popleft()
-            if item is None:
-                return
-            if isinstance(item, str) and not self.overflowed:
-                self._bytes -= len(item)
-            yield item
-            if isinstance(item, PreExecutionError):
-                return
+    def ready(self) -> asyncio.Future[None] | None:
+        """None when `take()` has an item; else a future done once it has."""
+        if self._head < len(self._items):
+            return None
+        self._waiter = asyncio.get_running_loop().create_future()
+        return self._waiter
+
+    def take(self) -> Item:
+        """The next item, in order: a payload, a request error or None (the stream ended); after
+        either of the last two there are no more."""
+        items = self._items
+        item = items[self._head]
+        self._head += 1
+        if self._head == len(items):
+            items.clear()
+            self._head = 0
+        elif self._head >= 1024 and 2 * self._head >= len(items):
+            del items[:self._head]  # read half of a long queue: let it go
+            self._head = 0
+        if isinstance(item, str) and not self.overflowed:
+            self._bytes -= len(item)
+        return item
 
     async def send(self, sending: Awaitable[None]) -> None:
         """Await `sending`, a payload's frame. A client that stops reading holds a send until its
@@ -147,17 +168,19 @@ class Group:
                         if name not in ("request", "response", "connection_params")}
         self.context.update(request=None, response=None, bus=_GroupBus(context["bus"], self))
         self.members: set[Member] = set()
+        self.listening = 0  # members not cut off
         self.source: Subscription | None = None
         self.task: asyncio.Task | None = None
 
     def recount(self) -> None:
         """Members count as subscribers until they leave or are cut off."""
         if self.source is not None:
-            self.source.listeners = sum(not member.overflowed for member in self.members)
+            self.source.listeners = self.listening
 
     def broadcast(self, item: Item) -> None:
         for member in self.members:
-            member.offer(item)
+            if member.offer(item):
+                self.listening -= 1
         self.recount()
 
     async def run(self, schema: BaseSchema, forget: Callable[[Group], None]) -> None:
@@ -192,28 +215,33 @@ class Multiplexer:
         self._groups: dict[Key, Group] = {}
         self.is_subscription = subscription_test(max_tokens, cache_size)
 
-    @contextlib.asynccontextmanager
-    async def join(self, query: str, variables: dict[str, Any] | None,
-                   operation_name: str | None, context: dict[str, Any]) -> AsyncIterator[Member]:
-        """Be a member of the group for this subscription (started if need be) until exit."""
+    def join(self, query: str, variables: dict[str, Any] | None, operation_name: str | None,
+             context: dict[str, Any]) -> Member:
+        """A member of the group for this subscription (started if need be), until `leave`."""
         key = (query, operation_name, encode_key(variables))
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = Group(key, context)
             group.task = asyncio.create_task(group.run(self._schema, self._forget),
                                              name="subscription-group")
-        member = Member(self._queue_size, self._queue_bytes)
+        member = Member(self._queue_size, self._queue_bytes, group)
         group.members.add(member)
+        group.listening += 1
         group.recount()
-        try:
-            yield member
-        finally:
-            group.members.discard(member)
-            group.recount()
-            if not group.members:
-                self._forget(group)
-                if group.task:
-                    group.task.cancel()
+        return member
+
+    def leave(self, member: Member) -> None:
+        group = member.group
+        if group is None or member not in group.members:
+            return
+        group.members.discard(member)
+        if not member.overflowed:
+            group.listening -= 1
+        group.recount()
+        if not group.members:
+            self._forget(group)
+            if group.task:
+                group.task.cancel()
 
     def _forget(self, group: Group) -> None:
         if self._groups.get(group.key) is group:

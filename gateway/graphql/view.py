@@ -10,8 +10,7 @@ be an object, and a subscription asked for over HTTP is told where the websocket
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Coroutine, Sequence
 from datetime import timedelta
 from typing import Any, NoReturn
 
@@ -37,20 +36,31 @@ from gateway.validation import load_json
 from gateway.web import graphiql_page
 
 
-@dataclass
 class Loaders:
     """Batch lookups, so a page of conversations costs a fixed number of queries.
 
     Not caching: a websocket lives long, and what a loader returned an hour ago may be stale.
+    Each is made when first used: most websockets only subscribe, and never use one.
     """
 
-    channel: DataLoader
-    message: DataLoader
+    __slots__ = ("_usecases", "_channel", "_message")
 
-    @classmethod
-    def for_usecases(cls, usecases: UseCases) -> Loaders:
-        return cls(channel=DataLoader(usecases.channels.by_ids, cache=False),
-                   message=DataLoader(usecases.messages.by_ids, cache=False))
+    def __init__(self, usecases: UseCases) -> None:
+        self._usecases = usecases
+        self._channel: DataLoader | None = None
+        self._message: DataLoader | None = None
+
+    @property
+    def channel(self) -> DataLoader:
+        if self._channel is None:
+            self._channel = DataLoader(self._usecases.channels.by_ids, cache=False)
+        return self._channel
+
+    @property
+    def message(self) -> DataLoader:
+        if self._message is None:
+            self._message = DataLoader(self._usecases.messages.by_ids, cache=False)
+        return self._message
 
 
 class GatewayGraphQL(GraphQL):
@@ -77,10 +87,15 @@ class GatewayGraphQL(GraphQL):
         self.multiplexer = multiplexer  # None: every subscription runs on its own
         self.is_subscription = subscription_test(max_tokens, cache_size)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send
+                 ) -> Coroutine[Any, Any, None]:
+        """A websocket goes to strawberry directly: awaited here, each would hold one more
+        suspended frame for as long as it lives."""
         if scope["type"] != "http":
-            await super().__call__(scope, receive, send)
-            return
+            return super().__call__(scope, receive, send)
+        return self._http(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         try:
             response = await self.run(request)
@@ -137,7 +152,7 @@ class GatewayGraphQL(GraphQL):
     ) -> dict[str, Any]:
         state = request.app.state
         return {"request": request, "response": response, "gateway": state.gateway,
-                "bus": state.bus, "loaders": Loaders.for_usecases(state.gateway)}
+                "bus": state.bus, "loaders": Loaders(state.gateway)}
 
     async def on_ws_connect(self, context: dict[str, Any]) -> Any:  # type: ignore[override]
         """With SYSTEM_TOKEN set, a websocket presents it in connection_init, or on the upgrade

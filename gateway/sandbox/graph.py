@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import random
 import threading
 import time
 from collections import defaultdict, deque
@@ -66,6 +67,10 @@ class FakeGraph:
     max_calls: int = 0  # keep only the newest this many calls (0: all, as the tests need)
     failures: dict[str, deque] = field(default_factory=lambda: defaultdict(deque))
     delays: dict[str, float] = field(default_factory=dict)
+    jitter: dict[str, float] = field(default_factory=dict)  # plus a random delay up to this
+    # Like Meta, a page's sends beyond this many in any second are answered 613 (0: no limit).
+    send_rate_limit: int = 0
+    _recent_sends: dict[str, deque] = field(default_factory=lambda: defaultdict(deque))
     next_mid: itertools.count = field(default_factory=lambda: itertools.count(1))
     mids: deque = field(default_factory=deque)  # mids the next sends answer with, in order
     url: str = ""
@@ -85,6 +90,9 @@ class FakeGraph:
             self.calls.clear()
             self.failures.clear()
             self.delays.clear()
+            self.jitter.clear()
+            self.send_rate_limit = 0
+            self._recent_sends.clear()
             self.mids.clear()
             self.echo_to = ""
             self.echoes.clear()
@@ -105,6 +113,14 @@ class FakeGraph:
         """The next `times` calls of `kind` fail with `mode` (a FAILURES key, or "timeout")."""
         with self.lock:
             self.failures[kind].extend([mode] * times)
+
+    def _over_rate(self, token: str) -> bool:
+        """Count a send to the page; more than `send_rate_limit` in the last second is too many."""
+        now, recent = time.monotonic(), self._recent_sends[token]
+        while recent and recent[0] <= now - 1:
+            recent.popleft()
+        recent.append(now)
+        return len(recent) > self.send_rate_limit
 
     def calls_of(self, kind: str) -> list[Call]:
         with self.lock:
@@ -136,7 +152,10 @@ class FakeGraph:
                 if self.max_calls and len(self.calls) > self.max_calls:
                     del self.calls[0]
                 mode = self.failures[kind].popleft() if self.failures[kind] else None
-                delay = self.delays.get(kind, 0)
+                delay = self.delays.get(kind, 0) + random.uniform(0, self.jitter.get(kind, 0))
+                if kind == "send" and self.send_rate_limit and not mode and self._over_rate(
+                        call.query.get("access_token", "")):
+                    mode = "rate_limit"
             if delay:
                 await asyncio.sleep(delay)
             if mode == "timeout":

@@ -61,7 +61,7 @@ from gateway.store.mongo import (
     decode_position,
     encode_cursor,
 )
-from gateway.store.ports import DELIVERED, FAILED, QUEUED, Delivery, Job
+from gateway.store.ports import DELIVERED, FAILED, QUEUED, Delivery, Job, Note
 
 T = TypeVar("T")
 _MESSAGE_CURSOR = re.compile(r"(.*)~([1-9][0-9]{0,8})", flags=re.DOTALL)
@@ -228,6 +228,10 @@ class MemoryConversations:
                 counted.add(item)
                 conversation.message_count += 1
                 conversation.unread_count += item in unread_ids
+
+    async def note_many(self, notes: builtins.list[Note]) -> None:
+        for note in notes:
+            await self.note_messages(*note)
 
     async def uncount(self, conversation_id: str, message_id: str) -> None:
         if message_id in self.counted.get(conversation_id, set()):
@@ -528,6 +532,10 @@ class MemoryMessages:
         return (m for m in self.items.values() if m.conversation_id == conversation_id
                 and m.sender_type in (SenderType.APP, SenderType.PAGE))
 
+    async def pending_before(self, message: Message) -> bool:
+        return any(other.state is DeliveryState.PENDING and other.sent_at < message.sent_at
+                   for other in self._ours(message.conversation_id))
+
     async def delivered_up_to(self, conversation_id: str, mids: list[str],
                               watermark: int | None) -> None:
         for message in self._ours(conversation_id):
@@ -623,6 +631,14 @@ class MemoryJobs:
         job_id = min(due, key=self.next_at.__getitem__)
         self.next_at[job_id] = now + lease_ms
         return _copy(self.items[job_id])
+
+    async def claim_many(self, now: int, lease_ms: int, limit: int) -> list[Job]:
+        """Up to `limit` of the most overdue jobs, oldest first, taken for `lease_ms`."""
+        due = sorted((job_id for job_id, at in self.next_at.items() if at <= now),
+                     key=self.next_at.__getitem__)[:limit]  # ties: in the order queued
+        for job_id in due:
+            self.next_at[job_id] = now + lease_ms
+        return [_copy(self.items[job_id]) for job_id in due]
 
     async def park(self, job_id: Any, reason: str) -> None:
         if job_id in self.next_at:

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.monitoring import (
     CommandFailedEvent,
@@ -64,7 +64,7 @@ from gateway.errors import Conflict, InvalidInput
 from gateway.store import lucene
 from gateway.store.contacts import ContactRepo, to_contact
 from gateway.store.documents import Malformed, Unreadable, convert, read, read_all, validate
-from gateway.store.ports import Job
+from gateway.store.ports import Job, Note
 from gateway.store.queries import count, eq
 from gateway.store.secrets import TokenCipher
 from gateway.store.webhooks import DeliveryRepo, FeedPositions, WebhookRepo
@@ -599,6 +599,41 @@ class ConversationRepo:
         for chunk in chunks:
             await self._count(conversation_id, chunk, unread)
 
+    async def note_many(self, notes: list[Note]) -> None:
+        """note_messages for several conversations at once, in one round trip in the usual case:
+        for each, an update that makes its message the last if it is the newest, and one that
+        counts its messages if none of them is counted yet (see note_messages). When some update
+        did not match (an older message, or messages counted before, in whole or in part), one
+        read of the conversations' marks tells which messages are still to count."""
+        ops: list[UpdateOne] = []
+        counting: dict[str, tuple[list[str], set[str]]] = {}
+        unsettled = False
+        for conversation_id, message_id, sent_at, new_ids, unread_ids in notes:
+            ops.append(UpdateOne(
+                {"_id": conversation_id, "last_message_at": {"$lte": sent_at}},
+                {"$set": {"last_message_at": sent_at, "last_message_id": message_id}}))
+            ids = list(dict.fromkeys(counted_mark(i) for i in [*new_ids, *unread_ids]))
+            if not ids:
+                continue
+            counting[conversation_id] = (ids, {counted_mark(i) for i in unread_ids})
+            if len(ids) <= COUNTED_WINDOW:
+                ops.append(UpdateOne({"_id": conversation_id, "counted_ids": {"$nin": ids}},
+                                     _counting(ids, counting[conversation_id][1])))
+            else:  # counted below, a window at a time
+                unsettled = True
+        if ops:
+            unsettled |= (await self.c.bulk_write(ops, ordered=False)).matched_count < len(ops)
+        if not unsettled or not counting:
+            return
+        cursor = self.c.find({"_id": {"$in": list(counting)}}, {"counted_ids": 1})
+        for doc in await cursor.to_list(None):
+            ids, unread = counting[doc["_id"]]
+            counted = set(doc.get("counted_ids") or [])
+            missing = [i for i in ids if i not in counted]
+            for chunk in [missing[i:i + COUNTED_WINDOW]
+                          for i in range(0, len(missing), COUNTED_WINDOW)]:
+                await self._count(doc["_id"], chunk, unread)
+
     async def _count(self, conversation_id: str, ids: list[str], unread: set[str]) -> None:
         """Count those of `ids` that are not in the window of counted ids, atomically with it."""
         for _ in range(10):  # each round counts, or finds some counted by a concurrent apply
@@ -684,9 +719,15 @@ class ConversationRepo:
             where = replace(where, query=await lucene.with_channels(where.query,
                                                                     self.c.database.channels))
         query = _conversation_query(where)
-        total = await self._total(where, query)
         start = decode_position(cursor) if cursor else Position()
-        docs = await read_after(self.c, query, "last_message_at", start, size + 1)
+        if cursor is None:
+            # A first page that holds every match is its own count: no second pass for it.
+            docs = await read_after(self.c, query, "last_message_at", start, size + 1)
+            total = len(docs) if len(docs) <= size else await self._total(where, query)
+        else:  # the count and the page at once: round trips that need not wait on each other
+            total, docs = await asyncio.gather(
+                self._total(where, query),
+                read_after(self.c, query, "last_message_at", start, size + 1))
         return _paged("conversations", docs, size, _to_conversation, "last_message_at", start,
                       lambda p: encode_cursor(p.value, p.item_id, p.skip), cursor, total)
 
@@ -925,6 +966,14 @@ class MessageRepo:
             {"$set": {"reaction": reaction, "reaction_at": at}},
         )
         return result.matched_count == 1
+
+    async def pending_before(self, message: Message) -> bool:
+        """Whether an older message of its conversation is still to be sent (pending): one
+        lookup in the index on (conversation, state, time)."""
+        return await self.c.find_one(
+            {"conversation_id": eq(message.conversation_id),
+             "state": eq(DeliveryState.PENDING.value), "sent_at": {"$lt": message.sent_at}},
+            {"_id": 1}) is not None
 
     async def delivered_up_to(self, conversation_id: str, mids: list[str], watermark: int | None):
         """Meta says these of our messages reached the person: pending ones become delivered.
@@ -1198,6 +1247,28 @@ class JobRepo:
                 return convert(self.c.name, doc, _to_job)
             except Unreadable as exc:
                 await self.park(doc["_id"], exc.reason)
+
+    async def claim_many(self, now: int, lease_ms: int, limit: int) -> list[Job]:
+        """Take up to `limit` of the most overdue jobs for `lease_ms`, oldest first: two round
+        trips when no other process takes the same jobs at once (three when one does)."""
+        docs = await self.c.find({"next_at": {"$lte": now}}).sort("next_at", ASCENDING) \
+            .limit(limit).to_list(limit)
+        if not docs:
+            return []
+        ids, token = [doc["_id"] for doc in docs], new_id()
+        taken = await self.c.update_many({"_id": {"$in": ids}, "next_at": {"$lte": now}},
+                                         {"$set": {"next_at": now + lease_ms, "lease": token}})
+        if taken.modified_count < len(ids):  # another process took some: keep only ours
+            ours = {doc["_id"] for doc in await self.c.find(
+                {"_id": {"$in": ids}, "lease": token}, {"_id": 1}).to_list(None)}
+            docs = [doc for doc in docs if doc["_id"] in ours]
+        jobs = []
+        for doc in docs:
+            try:
+                jobs.append(convert(self.c.name, doc, _to_job))
+            except Unreadable as exc:
+                await self.park(doc["_id"], exc.reason)
+        return jobs
 
     async def park(self, job_id: Any, reason: str) -> None:
         """Never due again; kept, saying why, for someone to look at."""

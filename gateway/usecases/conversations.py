@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import replace
 
@@ -23,6 +24,10 @@ from gateway.usecases.contacts import name_contact
 from gateway.validation import check_field_names, check_storable
 
 log = logging.getLogger(__name__)
+
+
+async def _nothing() -> dict:
+    return {}
 
 
 class Conversations(UseCase):
@@ -96,9 +101,10 @@ class Conversations(UseCase):
         """Join channels and last messages with one query each, whatever the page size. A
         conversation whose channel cannot be read is left out; one whose last message cannot be
         read shows none (the store skips what it cannot read, with a warning)."""
-        channels = await self.store.channels.many([c.channel_id for c in conversations])
         last_ids = [c.last_message_id for c in conversations if c.last_message_id]
-        messages = await self.store.messages.many(last_ids) if last_ids else {}
+        channels, messages = await asyncio.gather(
+            self.store.channels.many([c.channel_id for c in conversations]),
+            self.store.messages.many(last_ids) if last_ids else _nothing())
         return [
             ConversationView(c, channels[c.channel_id], messages.get(c.last_message_id or ""))
             for c in conversations

@@ -8,7 +8,6 @@ from collections import Counter
 
 from gateway.domain import (
     Channel,
-    Conversation,
     DeliveryState,
     EventKind,
     InboundEvent,
@@ -20,6 +19,7 @@ from gateway.domain import (
 from gateway.usecases.base import (
     ECHO_METADATA_PREFIX,
     UNCOUNTED,
+    Deps,
     UseCase,
 )
 
@@ -30,10 +30,18 @@ MESSAGE_KINDS = (EventKind.MESSAGE, EventKind.POSTBACK, EventKind.ECHO)
 # (Meta's retry, the unprocessed-events worker) finds the message it stored before, even one
 # without a mid.
 INBOUND_MESSAGE_IDS = uuid.UUID("5b0f3c9e-2d2a-4c55-9a53-0e6f7d1c2b41")
+# A conversation is never deleted and never changes channel or person, so the id found for a
+# (channel, person) stays right: the ids of the people who wrote last are kept, and their next
+# messages need no lookup.
+KNOWN_CONVERSATIONS = 50_000
 
 
 class Ingest(UseCase):
     """Meta's events: recorded before anything else, applied in order, each once."""
+
+    def __init__(self, deps: Deps) -> None:
+        super().__init__(deps)
+        self._conversation_ids: dict[tuple[str, str], str] = {}  # oldest first
 
     async def ingest(self, events: list[InboundEvent]) -> None:
         """Store the events, then apply each once. Returns when all are stored and applied."""
@@ -94,21 +102,25 @@ class Ingest(UseCase):
                 await self.store.messages.read_up_to(conversation.id, event.watermark)
 
     async def _apply_messages(self, run: list[tuple[Channel, InboundEvent]]) -> None:
-        """Messages, postbacks and echoes: one conversation lookup per channel, one insert for
-        all, one update per conversation; a message stored before (same mid, or same event) is
-        not stored again. One the same event stored (a try that failed, or ran at the same time)
-        is counted unread unless that try counted it; one another event stored (the same mid
-        sent again, changed) is that event's to count."""
+        """Messages, postbacks and echoes: a conversation lookup only for people not met before,
+        one insert for all, one batch of updates (one per conversation); a message stored
+        before (same mid, or same event) is not stored again. One the same event stored (a try
+        that failed, or ran at the same time) is counted unread unless that try counted it; one
+        another event stored (the same mid sent again, changed) is that event's to count."""
         people = [(channel, event.contact_id, event) for channel, event in run if event.contact_id]
         if not people:
             return
-        conversations: dict[tuple[str, str], Conversation] = {}
+        remembered = self._conversation_ids
+        conversations: dict[tuple[str, str], str] = {}
         contacts: dict[str, list[str]] = {}
         for channel, contact, _ in people:
-            contacts.setdefault(channel.id, []).append(contact)
+            if (channel.id, contact) in remembered:
+                conversations[channel.id, contact] = remembered[channel.id, contact]
+            else:
+                contacts.setdefault(channel.id, []).append(contact)
         for channel_id, ids in contacts.items():
             found = await self.store.conversations.find_many(channel_id, ids)
-            conversations |= {(channel_id, contact): c for contact, c in found.items()}
+            conversations |= {(channel_id, contact): c.id for contact, c in found.items()}
         messages: list[Message] = []
         for channel, contact, event in people:
             key = (channel.id, contact)
@@ -117,15 +129,20 @@ class Ingest(UseCase):
                 # this stops half-way, the profile worker counts it (once: see CounterRepo).
                 conversation_id = new_id()
                 await self.store.profile_jobs.add(conversation_id, now_ms(), {UNCOUNTED: True})
-                conversations[key], created = await self.store.conversations.create(
+                conversation, created = await self.store.conversations.create(
                     conversation_id, channel.id, contact, event.timestamp)
+                conversations[key] = conversation.id
                 if created:
-                    await self.store.conversations.count_new(conversations[key])
+                    await self.store.conversations.count_new(conversation)
                     await self.store.profile_jobs.forget(conversation_id, UNCOUNTED)
                     self.signals.profiles()
                 else:  # another process stored it first: its job is that one's
                     await self.store.profile_jobs.done(conversation_id)
             message = await self._message_of(channel, conversations[key], event)
+            remembered.pop(key, None)
+            remembered[key] = conversations[key]  # the newest last
+            if len(remembered) > KNOWN_CONVERSATIONS:
+                del remembered[next(iter(remembered))]
             if message:
                 messages.append(message)
         stored_before = await self.store.messages.insert_many(messages)
@@ -140,7 +157,7 @@ class Ingest(UseCase):
         await self._note_messages(messages, ours)
 
     async def _message_of(
-        self, channel: Channel, conversation: Conversation, event: InboundEvent
+        self, channel: Channel, conversation_id: str, event: InboundEvent
     ) -> Message | None:
         """The message an event brings; None for an echo of a message this gateway sent."""
         if event.kind is EventKind.ECHO:
@@ -150,23 +167,23 @@ class Ingest(UseCase):
             if (ours or not app_id) and metadata.startswith(ECHO_METADATA_PREFIX):
                 our_id = metadata[len(ECHO_METADATA_PREFIX):]
                 if await self.store.messages.reconcile_echo(
-                    our_id, event.source_message_id or "", conversation.id
+                    our_id, event.source_message_id or "", conversation_id
                 ):
                     return None
             sender = SenderType.APP if ours else SenderType.PAGE
         else:
             sender = SenderType.CONTACT
         return Message(
-            id=str(uuid.uuid5(INBOUND_MESSAGE_IDS, event.key)), conversation_id=conversation.id,
+            id=str(uuid.uuid5(INBOUND_MESSAGE_IDS, event.key)), conversation_id=conversation_id,
             channel_id=channel.id, content=event.raw, sender_type=sender,
             state=DeliveryState.DELIVERED, sent_at=event.timestamp,
             source_message_id=event.source_message_id, kind=event.kind.value,
         )
 
     async def _note_messages(self, messages: list[Message], ours: set[str]) -> None:
-        """One update per conversation: its newest message, and the messages among `ours`
-        counted (the person's unread too), exactly once however often this runs for them (see
-        note_messages)."""
+        """One update per conversation, all sent at once: its newest message, and the messages
+        among `ours` counted (the person's unread too), exactly once however often this runs for
+        them (see note_messages)."""
         newest: dict[str, Message] = {}
         new: dict[str, list[str]] = {}
         unread: dict[str, list[str]] = {}
@@ -178,7 +195,6 @@ class Ingest(UseCase):
                 new.setdefault(message.conversation_id, []).append(message.id)
                 if message.from_contact:
                     unread.setdefault(message.conversation_id, []).append(message.id)
-        for conversation_id, message in newest.items():
-            await self.store.conversations.note_messages(
-                conversation_id, message.id, message.sent_at, new.get(conversation_id, []),
-                unread.get(conversation_id, []))
+        await self.store.conversations.note_many([
+            (conversation_id, message.id, message.sent_at, new.get(conversation_id, []),
+             unread.get(conversation_id, [])) for conversation_id, message in newest.items()])

@@ -3,10 +3,13 @@ sender worker), and suggested replies."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from gateway.domain import (
+    Channel,
+    Conversation,
     DeliveryState,
     Message,
     Page,
@@ -21,9 +24,11 @@ from gateway.errors import (
     NotFound,
     UpstreamError,
 )
+from gateway.ratelimit import PageLimiter, is_media, is_rate_error
 from gateway.store.ports import Job
 from gateway.usecases.base import (
     ECHO_METADATA_PREFIX,
+    Deps,
     UseCase,
     backoff,
     check_page_size,
@@ -37,10 +42,21 @@ log = logging.getLogger(__name__)
 
 MESSAGING_TYPES = ("RESPONSE", "UPDATE", "MESSAGE_TAG")
 UNNOTED = "unnoted"  # in a send's job: its conversation has not counted the message yet
+# A send behind an older one of its conversation that is still to go looks again after this.
+BEHIND_MS = 250
+# A conversation's last message this little ahead of now is taken as now (two sends in one
+# millisecond, or Meta's clock a little ahead of ours); further ahead, it is not followed.
+SAME_MOMENT_MS = 1000
 
 
 class Messages(UseCase):
     """A conversation's messages, and sends: stored pending, delivered by the sender worker."""
+
+    def __init__(self, deps: Deps) -> None:
+        super().__init__(deps)
+        # One per process: every lane to a page shares that page's pace.
+        self.limiter = PageLimiter(self.settings.send_rate_per_page,
+                                   self.settings.send_media_rate_per_page)
 
     async def page(
         self, conversation_id: str, cursor: str | None = None, page_size: int = 20
@@ -81,9 +97,13 @@ class Messages(UseCase):
         channel = await self.store.channels.get(conversation.channel_id)
         if channel is None or not channel.connected:
             raise Forbidden("the conversation's channel is disconnected")
+        # Sends to one conversation within a millisecond still get times in the order they
+        # were made: the sender delivers a conversation's messages in that order.
+        at, last = now_ms(), conversation.last_message_at
         sent = Message(
             id=new_id(), conversation_id=conversation.id, channel_id=channel.id, content=message,
-            sender_type=SenderType.APP, state=DeliveryState.PENDING, sent_at=now_ms(),
+            sender_type=SenderType.APP, state=DeliveryState.PENDING,
+            sent_at=last + 1 if at <= last < at + SAME_MOMENT_MS else at,
             send_options={"messaging_type": messaging_type, "tag": tag},
         )
         # Queued first: a message is never stored pending with nothing to deliver it. The job
@@ -134,16 +154,64 @@ class Messages(UseCase):
         return message
 
     async def deliver_due(self) -> int:
-        """Send every message whose turn has come; returns how many were tried."""
+        """Send every message whose turn has come; returns how many were tried.
+
+        Up to `send_concurrency` sends at once, to as many conversations: a job taken while its
+        conversation has a send under way goes back where it was in the queue, so a process
+        holds only the sends it has started (a killed one leaves nothing to be sent out of
+        order) and each conversation's messages go out one at a time, oldest first."""
         tried = 0
         lease = lease_ms(self.settings)
-        while not self.running.stopping and (job := await self.store.outbox.claim(now_ms(), lease)):
-            tried += 1
-            await self._deliver(job)
-        return tried
+        limit = self.settings.send_concurrency
+        busy: set[str] = set()  # conversations with a send under way
+        running: set[asyncio.Task] = set()
+        conversations: dict[str, Conversation | None] = {}  # read once per pass
+        crowded = False  # the last take met busy conversations: take one at a time
+        while True:
+            free = limit - len(running)
+            jobs = [] if self.running.stopping or free <= 0 else \
+                await self.store.outbox.claim_many(now_ms(), lease, 1 if crowded else free)
+            started = 0
+            if jobs:
+                messages = await self.store.messages.many([job.id for job in jobs])
+                channels = await self.store.channels.many(
+                    list({m.channel_id for m in messages.values()}))
+                behind: set[str] = set()  # conversations with a job of this take handed back
+                for job in jobs:
+                    message = messages.get(job.id)
+                    key = message.conversation_id if message else job.id
+                    if key in busy or key in behind:  # behind the send under way, where it was
+                        behind.add(key)
+                        await self.store.outbox.retry_at(job.id, job.created_at, job.attempts)
+                        continue
+                    busy.add(key)
+                    started += 1
+                    running.add(asyncio.create_task(
+                        self._deliver_one(key, busy, job, message, channels, conversations)))
+                crowded = started < len(jobs)
+                tried += started
+            if not running:
+                return tried
+            if not started or len(running) >= limit:
+                finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                running -= finished
+                failed = [exc for task in finished if (exc := task.exception())]
+                if failed:
+                    # A store failure ends the pass, as it always has: once the other sends
+                    # under way have finished (one cut off would be sent again).
+                    await asyncio.gather(*running, return_exceptions=True)
+                    raise failed[0]
 
-    async def _deliver(self, job: Job) -> None:
-        message = await self.store.messages.get(job.id)
+    async def _deliver_one(self, key: str, busy: set[str], job: Job, message: Message | None,
+                           channels: dict[str, Channel],
+                           conversations: dict[str, Conversation | None]) -> None:
+        try:
+            await self._deliver(job, message, channels, conversations)
+        finally:
+            busy.discard(key)
+
+    async def _deliver(self, job: Job, message: Message | None, channels: dict[str, Channel],
+                       conversations: dict[str, Conversation | None]) -> None:
         if message is None:
             await subject_missing(self.store.outbox, job)
             return
@@ -154,9 +222,18 @@ class Messages(UseCase):
         if message.state is not DeliveryState.PENDING:
             await self.store.outbox.done(job.id)
             return
+        if await self.store.messages.pending_before(message):
+            # An older message of the conversation is still to go (waiting for a retry, or
+            # held by a process that stopped until its lease ends): this one waits behind it,
+            # so that the person gets them in the order they were sent.
+            await self.store.outbox.retry_at(job.id, now_ms() + BEHIND_MS, job.attempts)
+            return
         attempts = job.attempts + 1
-        channel = await self.store.channels.get(message.channel_id)
-        conversation = await self.store.conversations.get(message.conversation_id)
+        channel = channels.get(message.channel_id)
+        if message.conversation_id not in conversations:
+            conversations[message.conversation_id] = await self.store.conversations.get(
+                message.conversation_id)
+        conversation = conversations[message.conversation_id]
         if channel is None or not channel.connected or conversation is None:
             error = {"message": "the conversation's channel is disconnected", "transient": False}
             await self.store.messages.mark_failed(message.id, error)
@@ -164,6 +241,8 @@ class Messages(UseCase):
             return
         payload = dict(message.content)
         payload.setdefault("metadata", ECHO_METADATA_PREFIX + message.id)
+        media = is_media(message.content)
+        await self.limiter.wait(channel.id, media)
         try:
             mid = await self.graph.send_message(
                 channel.page_token, conversation.contact.id, payload,
@@ -171,6 +250,8 @@ class Messages(UseCase):
                 tag=str(job.data["tag"]) if job.data.get("tag") else None,
             )
         except UpstreamError as exc:
+            if is_rate_error(exc.graph_code, exc.http_status):
+                self.limiter.slow_down(channel.id, media)
             if exc.transient and attempts < self.settings.send_max_attempts:
                 delay = backoff(self.settings, attempts)
                 log.info("message %s: attempt %d failed (%s), retrying in %.1fs",

@@ -1,7 +1,8 @@
 // Airy's realtime client library, @stomp/stompjs 7, against /ws.communication: driven by
 // tests/test_stomp.py. One JSON object per line on stdout for each thing that happens.
 // Usage: node client.mjs '{"url": "ws://…/ws.communication", "connectHeaders": {…},
-//   "wsHeaders": {…}, "heartbeat": [incoming, outgoing], "messages": N, "timeoutMs": N}'
+//   "wsHeaders": {…}, "heartbeat": [incoming, outgoing], "messages": N, "until": "<type>",
+//   "timeoutMs": N}'
 import { Client } from "@stomp/stompjs";
 import WebSocket from "ws";
 
@@ -23,9 +24,10 @@ const client = new Client({
     print({ event: "connected", headers: frame.headers });
     client.watchForReceipt("sub-1", () => print({ event: "subscribed" }));
     client.subscribe("/events", (message) => {
-      print({ event: "message", headers: message.headers, body: JSON.parse(message.body) });
+      const body = JSON.parse(message.body);
+      print({ event: "message", headers: message.headers, body });
       received += 1;
-      if (received >= (options.messages ?? 1)) {
+      if (options.until ? body.type === options.until : received >= (options.messages ?? 1)) {
         client.deactivate();  // DISCONNECT with a receipt, then the close once it comes
       }
     }, { id: "sub-0", receipt: "sub-1" });

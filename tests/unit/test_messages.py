@@ -3,13 +3,27 @@ retries, resends and suggested replies."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from gateway.domain import DeliveryState, SenderType
 from gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
-from tests.unit.conftest import PAGE_TOKEN, Rig
+from tests.unit.conftest import PAGE_TOKEN, RETRY_DUE, Rig
 
 pytestmark = pytest.mark.anyio
+
+
+async def deliver_all(rig: Rig, conversation_id: str) -> None:
+    """Run the sender's passes as its worker does, one after another, until every message sent
+    to the conversation is delivered."""
+    for _ in range(20):
+        await asyncio.sleep(RETRY_DUE)
+        await rig.uc.messages.deliver_due()
+        if {m.state for m in await rig.messages(conversation_id)
+                if m.sender_type is SenderType.APP} == {DeliveryState.DELIVERED}:
+            return
+    raise AssertionError("messages still undelivered after 20 passes")
 
 
 async def a_conversation(rig: Rig) -> str:
@@ -219,3 +233,80 @@ async def test_messages_by_ids_answer_in_the_order_asked(rig: Rig):
     found = await rig.uc.messages.by_ids([message_id, "nope"])
 
     assert found[0] is not None and found[0].id == message_id and found[1] is None
+
+
+# --- delivering several conversations at once ---------------------------------------------------
+
+
+async def test_lanes_deliver_conversations_side_by_side_each_in_queue_order(rig: Rig):
+    await rig.connect()
+    people = [str(5000 + n) for n in range(4)]
+    conversations = {p: (await rig.write(p, "hi")).conversation.id for p in people}
+    rig.fake.jitter["send"] = 0.01  # answers come back in any order
+    for n in range(5):
+        for person in people:
+            await rig.uc.messages.send(conversations[person], {"text": f"{person} {n}"})
+
+    assert await rig.uc.messages.deliver_due() == 20
+
+    calls = rig.fake.calls_of("send")
+    assert len({c.json["message"]["metadata"] for c in calls}) == len(calls) == 20
+    for person in people:
+        texts = [c.json["message"]["text"] for c in calls if c.json["recipient"]["id"] == person]
+        assert texts == [f"{person} {n}" for n in range(5)]
+        assert {m.state for m in await rig.messages(conversations[person])
+                if m.sender_type is SenderType.APP} == {DeliveryState.DELIVERED}
+    assert await rig.uc.messages.deliver_due() == 0
+
+
+async def test_a_rate_error_slows_the_page_and_the_message_is_sent_again(rig: Rig):
+    conversation_id = await a_conversation(rig)
+    rig.fake.fail("send", "rate_limit")
+    for n in range(3):
+        await rig.uc.messages.send(conversation_id, {"text": f"m{n}"})
+    limiter = rig.uc.messages.limiter
+    channel = (await rig.uc.channels.connected())[0]
+    full = limiter.rate(channel.id, False)
+
+    await rig.uc.messages.deliver_due()  # m0 answered 613, to be tried again
+    assert limiter.rate(channel.id, False) < full
+    await deliver_all(rig, conversation_id)
+
+    texts = [c.json["message"]["text"] for c in rig.fake.calls_of("send")]
+    assert texts == ["m0", "m0", "m1", "m2"]  # the newer ones waited for m0's second try
+    assert {m.state for m in await rig.messages(conversation_id)
+            if m.sender_type is SenderType.APP} == {DeliveryState.DELIVERED}
+
+
+async def test_claiming_many_jobs_takes_the_oldest_once(rig: Rig):
+    for n in range(5):
+        await rig.store.outbox.add(f"job{n}", 100 + n)
+    first = await rig.store.outbox.claim_many(200, 10_000, 3)
+    second = await rig.store.outbox.claim_many(200, 10_000, 3)
+    assert [j.id for j in first] == ["job0", "job1", "job2"]
+    assert [j.id for j in second] == ["job3", "job4"]
+    assert await rig.store.outbox.claim_many(200, 10_000, 3) == []
+    assert [j.id for j in await rig.store.outbox.claim_many(10_300, 1, 9)] == [
+        "job0", "job1", "job2", "job3", "job4"]  # the leases ran out
+
+
+async def test_a_message_waiting_for_a_retry_holds_the_newer_ones_of_its_conversation(rig: Rig):
+    conversation_id = await a_conversation(rig)
+    other = (await rig.write("4343", "me too")).conversation.id
+    rig.fake.fail("send", "server_error")
+    first = await rig.uc.messages.send(conversation_id, {"text": "first"})
+    second = await rig.uc.messages.send(conversation_id, {"text": "second"})
+    elsewhere = await rig.uc.messages.send(other, {"text": "elsewhere"})
+    assert first.sent_at < second.sent_at  # made in order, in whatever millisecond
+
+    await rig.uc.messages.deliver_due()  # first fails for now; second waits; elsewhere goes
+    sent = [c.json["message"]["text"] for c in rig.fake.calls_of("send")]
+    assert "second" not in sent and "elsewhere" in sent
+
+    await deliver_all(rig, conversation_id)
+    sent = [c.json["message"]["text"] for c in rig.fake.calls_of("send")
+            if c.json["recipient"]["id"] == "4242"]
+    assert sent == ["first", "first", "second"]
+    states = {m.id: m.state for m in await rig.messages(conversation_id)}
+    assert states[first.id] is states[second.id] is DeliveryState.DELIVERED
+    assert elsewhere.id not in states
