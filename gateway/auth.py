@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from http.cookies import CookieError, SimpleCookie
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -53,19 +53,19 @@ class TokenAuth:
         self.app = app
         self.token = token
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Websockets present the token in their connection_init (see gateway.graphql.view).
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Websockets present the token in their connection_init or upgrade (see the GraphQL
+        # view and the STOMP endpoint). What passes is handed on, not awaited here: a
+        # websocket holds no frame of ours for its life.
         if scope["type"] != "http" or not self.token or _is_public(scope):
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         tokens = presented_tokens(scope["headers"])
         if not tokens:
-            await _refuse(send, 401, "Authorization: Bearer <token> (or the airy_auth_token "
-                                     "cookie) is required")
-        elif not authorised(self.token, tokens):
-            await _refuse(send, 403, "the API token is not valid")
-        else:
-            await self.app(scope, receive, send)
+            return _refuse(send, 401, "Authorization: Bearer <token> (or the airy_auth_token "
+                                      "cookie) is required")
+        if not authorised(self.token, tokens):
+            return _refuse(send, 403, "the API token is not valid")
+        return self.app(scope, receive, send)
 
 
 def _is_public(scope: Scope) -> bool:

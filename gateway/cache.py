@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -116,11 +116,14 @@ class CacheReads:
         self.reads = dict(reads)
         self._flights: dict[Key, Flight] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         reads = self.reads.get(scope["path"]) if scope["type"] == "http" else None
         if reads is None or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
+            # Handed on, not awaited here: a websocket holds no frame of ours for its life.
+            return self.app(scope, receive, send)
+        return self._cached(reads, scope, receive, send)
+
+    async def _cached(self, reads: Reads, scope: Scope, receive: Receive, send: Send) -> None:
         body, disconnected = await _read_body(receive)
         if disconnected:
             return

@@ -24,7 +24,7 @@ auth and the query cache:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.http.websocket_origin import (
@@ -53,10 +53,11 @@ class CrossOrigin:
         self.app = app
         self.allowed = allowed_origins(allowed)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """What passes is handed on, not awaited here: a websocket holds no frame of ours (nor
+        the headers read) for its life."""
         if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         headers: dict[bytes, str] = {}
         for name, value in scope["headers"]:
             if name in (b"origin", b"host", b"sec-fetch-site", b"content-type",
@@ -68,17 +69,14 @@ class CrossOrigin:
             message = (f"Origin {origin_header[:200]!r} may not call this gateway: only its own "
                        "origin and those in ALLOWED_ORIGINS may")
             if scope["type"] == "websocket":
-                await _deny_websocket(scope, receive, send, message)
-            else:
-                await _answer(send, 403, message)
-            return
+                return _deny_websocket(scope, receive, send, message)
+            return _answer(send, 403, message)
         if scope["type"] == "http" and scope["method"] == "POST" \
                 and scope["path"] not in SIGNED_PATHS:
             problem = _body_problem(headers)
             if problem:
-                await _answer(send, 415, problem)
-                return
-        await self.app(scope, receive, send)
+                return _answer(send, 415, problem)
+        return self.app(scope, receive, send)
 
     def _allowed(self, origin: str, host: str) -> bool:
         """The gateway's own origin (host and port as in `Host`, the scheme not compared, since
