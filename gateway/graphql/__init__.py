@@ -11,11 +11,13 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.schema.config import StrawberryConfig
 
 from gateway.config import Settings
 from gateway.graphql.errors import GatewayErrors
 from gateway.graphql.multiplex import Multiplexer
 from gateway.graphql.schema import Mutation, Query, Subscription
+from gateway.graphql.types import SCALARS
 from gateway.graphql.view import GatewayGraphQL
 
 
@@ -29,6 +31,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
+        config=StrawberryConfig(scalar_map=SCALARS),  # times as REST writes them
         # Factories, so each operation gets fresh extensions (strawberry gives an extension the
         # operation it serves); the parser and validation caches are shared module-wide anyway.
         extensions=[

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, Generic, NewType, TypeVar
+from typing import Any, Generic, TypeVar
 
 import strawberry
 from strawberry.dataloader import DataLoader
@@ -37,13 +37,16 @@ def _iso(when: datetime) -> str:
     return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-# Named as Strawberry's own scalar for datetimes, which it replaces: every time field uses this one.
-DateTime = strawberry.scalar(
-    NewType("DateTime", datetime),
+# Strawberry's own scalar for datetimes, replaced (`SCALARS`, given to the schema's config): every
+# time field is a `datetime` and is written as REST writes it.
+DATETIME = strawberry.scalar(
+    name="DateTime",
     serialize=_iso,
+    parse_value=lambda value: datetime.fromisoformat(str(value)),
     description="A time in UTC: ISO-8601 with milliseconds and Z, as REST writes it "
                 "(2026-11-25T10:00:00.123Z).",
 )
+SCALARS: dict[object, Any] = {datetime: DATETIME}
 
 
 @strawberry.type(description="A connected (or formerly connected) Facebook page.")
@@ -119,7 +122,7 @@ class Message:
     delivery_state: DeliveryState
     sender_type: SenderType
     from_contact: bool
-    sent_at: DateTime
+    sent_at: datetime
     source: str
     source_message_id: str | None = strawberry.field(description="Meta's message id (mid).")
     metadata: JSON = strawberry.field(
@@ -145,8 +148,8 @@ class Conversation:
     id: strawberry.ID
     channel_id: strawberry.ID
     contact: Contact
-    created_at: DateTime
-    last_activity_at: DateTime
+    created_at: datetime
+    last_activity_at: datetime
     unread_count: int
     state: str | None = strawberry.field(description="Set by users, e.g. OPEN or CLOSED.")
     user_data: JSON = strawberry.field(description="Set through upsertMetadata.")
@@ -303,9 +306,9 @@ class Webhook:
                                          "conversation.updated, channel.updated")
     headers: JSON
     status: str = strawberry.field(description="Subscribed or Unsubscribed.")
-    last_success_at: DateTime | None
+    last_success_at: datetime | None
     last_error: str | None
-    last_error_at: DateTime | None
+    last_error_at: datetime | None
     queued: int = strawberry.field(description="Deliveries waiting for the receiver.")
 
     @classmethod
@@ -359,8 +362,8 @@ class ContactCard:
     conversations: JSON = strawberry.field(description="Conversation id: its source.")
     metadata: JSON = strawberry.field(description="A conversation's person: facebook {psid, "
                                       "page_id}. No arrays.")
-    created_at: DateTime
-    updated_at: DateTime
+    created_at: datetime
+    updated_at: datetime
     merge_history: list[JSON] = strawberry.field(
         description="A copy of each contact merged into this one, as it was.")
 
