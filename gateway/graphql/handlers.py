@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal, cast
 
-from graphql import GraphQLError, GraphQLSyntaxError, OperationType, parse
+from graphql import GraphQLError, GraphQLSyntaxError, OperationType, get_operation_ast, parse
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter
@@ -39,7 +39,6 @@ from strawberry.types.execution import PreExecutionError
 
 from gateway.errors import InvalidInput
 from gateway.graphql.multiplex import Member, Multiplexer, encode, result_payload
-from gateway.graphql.reads import selected_operation
 from gateway.validation import load_json
 
 log = logging.getLogger(__name__)
@@ -201,21 +200,25 @@ async def _send_frames(websocket: Any, prefix: str, multiplexer: Multiplexer,
 
 
 @lru_cache(maxsize=256)
-def _syntax_error(query: str) -> GraphQLError | None:
-    """Why a document does not parse; None when it does. Strawberry's websocket handlers fail on
-    such a document without telling the client (a bare `complete`, or nothing at all), so it is
-    answered here as a request error. Parsing is bounded by the frame size limit."""
+def _operation(query: str, operation_name: str | None) -> GraphQLError | OperationType | None:
+    """The type of the operation a document runs (None: it names none), or why the document does
+    not parse. Strawberry's websocket handlers fail on such a document without telling the
+    client (a bare `complete`, or nothing at all), so it is answered here as a request error.
+    Each document is parsed once (the last 256 kept); parsing is bounded by the frame size."""
     try:
-        parse(query)
+        document = parse(query)
     except GraphQLSyntaxError as error:
         return GraphQLError(error.message, source=error.source, positions=error.positions,
                             extensions={"code": "GRAPHQL_PARSE_FAILED"})
-    return None
-
-
-def _operation_type(query: str, operation_name: str | None) -> OperationType | None:
-    operation = selected_operation(query, operation_name, max_tokens=None)
+    operation = get_operation_ast(document, operation_name)
     return operation.operation if operation is not None else None
+
+
+def _read(query: object, operation_name: object) -> GraphQLError | OperationType | None:
+    """`_operation` of what a client sent; None for what strawberry refuses as it always has."""
+    if isinstance(query, str) and isinstance(operation_name, str | None):
+        return _operation(query, operation_name)
+    return None
 
 
 def _multiplexer(handler: Any, query: str, operation_name: str | None) -> Multiplexer | None:
@@ -252,10 +255,9 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler):
             self.connection_init_timeout_task = None
 
     async def run_operation(self, operation: Operation) -> None:
-        syntax_error = _syntax_error(operation.query) \
-            if isinstance(operation.query, str) else None
-        if syntax_error is not None:
-            await operation.send_initial_errors([syntax_error])
+        read = _read(operation.query, operation.operation_name)
+        if isinstance(read, GraphQLError):
+            await operation.send_initial_errors([read])
             return
         multiplexer = _multiplexer(self, operation.query, operation.operation_name)
         if multiplexer is None:
@@ -312,14 +314,13 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
     async def handle_async_results(self, operation_id: str, query: str,
                                    operation_name: str | None,
                                    variables: dict[str, object] | None) -> None:
-        syntax_error = _syntax_error(query) if isinstance(query, str) else None
-        if syntax_error is not None:
+        read = _read(query, operation_name)
+        if isinstance(read, GraphQLError):
             await self.send_message({"type": "error", "id": operation_id,
-                                     "payload": syntax_error.formatted})
+                                     "payload": read.formatted})
             self.tasks.pop(operation_id, None)
             return
-        if isinstance(query, str) and _operation_type(query, operation_name) in (
-                OperationType.QUERY, OperationType.MUTATION):
+        if read in (OperationType.QUERY, OperationType.MUTATION):
             await self._execute(operation_id, query, operation_name, variables)
             return
         multiplexer = _multiplexer(self, query, operation_name)

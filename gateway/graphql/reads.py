@@ -54,7 +54,7 @@ def store_reads(max_tokens: int, cache_size: int) -> Callable[[bytes], bool]:
 
 
 def selected_operation(query: str, operation_name: str | None,
-                       max_tokens: int | None) -> OperationDefinitionNode | None:
+                       max_tokens: int) -> OperationDefinitionNode | None:
     """The operation a request runs; None when the document does not parse or names none."""
     try:
         document = parse(query, no_location=True, max_tokens=max_tokens)
