@@ -18,7 +18,8 @@ from bench.wsclients import Clients
 from tests import payloads
 from tests.conftest import connect_page, wait_for
 
-QUERY = "subscription { messageCreated { id conversationId content state senderType sentAt } }"
+QUERY = ("subscription { messageCreated { id conversationId content: rawContent state senderType "
+         "sentAt } }")
 MODES = {"per subscriber": "0", "multiplexed": "1"}
 POSTS = 8
 

@@ -24,7 +24,7 @@ PAGE = """query Inbox($after: String) {
       id unreadCount lastActivityAt
       contact { displayName avatarUrl }
       channel { name }
-      lastMessage { content state senderType sentAt }
+      lastMessage { content: rawContent state senderType sentAt }
     } }
   }
 }"""

@@ -49,7 +49,7 @@ MESSAGES = """query Thread($c: ID!, $after: String) {
   messages(conversationId: $c, first: 20, after: $after) {
     totalCount
     pageInfo { hasNextPage endCursor }
-    edges { node { id content state senderType sentAt fromContact } }
+    edges { node { id content: rawContent state senderType sentAt fromContact } }
   }
 }"""
 

@@ -10,6 +10,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import httpx
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
@@ -26,7 +27,7 @@ from gateway.bus import EventBus
 from gateway.cache import CacheReads, QueryCache, Reads, json_without_errors
 from gateway.changes import REST_READS
 from gateway.config import Settings
-from gateway.crossorigin import CrossOrigin, allowed_origins
+from gateway.crossorigin import UPLOAD_PATHS, CrossOrigin, allowed_origins
 from gateway.errors import GatewayError
 from gateway.graphql import graphql_app
 from gateway.graphql.reads import store_reads
@@ -59,12 +60,16 @@ SHUTDOWN_GRACEFUL_SECONDS = 2
 SHUTDOWN_CLEANUP_SECONDS = 5.5
 SHUTDOWN_STORE_SECONDS = 1.5
 SHUTDOWN_EXIT_SECONDS = 1.5  # past the cleanup's deadline: exit whatever still runs
+SHUTDOWN_APPLY_SECONDS = 2.5  # of the cleanup: stored webhook events still being applied
 
 
 # As Airy's API answers a page on an allowed origin (its headers, and ours for request ids).
 CORS_METHODS = ["POST", "GET"]
 CORS_HEADERS = ["Accept", "Content-Type", "Content-Length", "Accept-Encoding", "X-CSRF-Token",
-                "Authorization", "X-Requested-With", "X-XSRF-Token", "X-Request-ID"]
+                "Authorization", "X-Requested-With", "X-XSRF-Token", "X-Request-ID",
+                "Apollo-Require-Preflight", "X-Apollo-Operation-Name"]
+# Room for a multipart body's boundaries and part headers beside a file of ATTACHMENT_MAX_BYTES.
+UPLOAD_ENVELOPE_BYTES = 64 * 1024
 
 
 class StartupError(RuntimeError):
@@ -97,7 +102,7 @@ def create_app(
             store = await Store.connect(
                 url, settings.mongodb_database,
                 timeout_ms=int(settings.store_timeout_seconds * 1000),
-                cipher=TokenCipher(settings.token_encryption_key),
+                cipher=TokenCipher(settings.token_encryption_key), live=lambda: bus.live,
             )
         except PyMongoError as exc:
             if embedded:
@@ -121,6 +126,7 @@ def create_app(
             ) from None
         store.writes.watch(cache.changed)
         bus.watch(cache.changed)
+        bus.watch(store.channels.known.changed)
         await bus.start(store)
         graph = GraphClient(
             settings.graph_api_url, timeout=settings.graph_api_timeout, transport=graph_transport
@@ -155,7 +161,14 @@ def create_app(
             yield
         finally:
             running.stopping = True
+            # Webhook events in hand are applied while the workers stop (what is left over is
+            # the events worker's, in this process's successor or another).
+            applying = asyncio.ensure_future(
+                usecases.ingest.applier.finish(SHUTDOWN_APPLY_SECONDS))
             await shut_down(settings, workers, [
+                # Sends `messages.send` handed over at once finish as the sender's do.
+                ("sends under way", usecases.messages.drain),
+                ("webhook events", lambda: applying),
                 *([("sandbox", sandbox.stop)] if sandbox else []),
                 ("outgoing webhooks", outgoing.stop), ("change streams", bus.stop),
                 ("Graph API client", graph.aclose), ("store client", store.close),
@@ -178,12 +191,16 @@ def create_app(
     ]
     if sandbox:
         routes.append(Mount("/sandbox", sandbox.app, name="sandbox"))
+    # The sandbox's Attachment Upload API, which this gateway's sender posts files to.
+    sandbox_uploads = (f"{urlsplit(settings.graph_api_url).path}/me/message_attachments",) \
+        if sandbox else ()
     app = Starlette(
         routes=routes,
         middleware=[
             Middleware(RequestId),
             Middleware(WebsocketLimit, max_connections=settings.ws_max_connections),
-            Middleware(CrossOrigin, allowed=settings.allowed_origins),
+            Middleware(CrossOrigin, allowed=settings.allowed_origins,
+                       server_uploads=sandbox_uploads),
             # Pages on ALLOWED_ORIGINS may call the API from a browser, with its cookie
             # (preflights answered here, before auth; see gateway.crossorigin).
             *([Middleware(CORSMiddleware, allow_methods=CORS_METHODS, max_age=600,
@@ -191,7 +208,11 @@ def create_app(
                           allow_credentials=True, allow_headers=CORS_HEADERS,
                           expose_headers=["X-Request-ID", "X-Query-Cache"])]
               if settings.allowed_origins else []),
-            Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
+            Middleware(BodyLimit, max_bytes=settings.max_body_bytes,
+                       larger={"/facebook": settings.facebook_max_body_bytes},
+                       uploads=dict.fromkeys((*UPLOAD_PATHS, *sandbox_uploads),
+                                             settings.attachment_max_bytes
+                                             + UPLOAD_ENVELOPE_BYTES)),
             Middleware(TokenAuth, token=settings.system_token),
             *([Middleware(CacheReads, cache=cache, reads={
                 **{path: Reads() for path in REST_READS},
@@ -264,8 +285,11 @@ async def health(request: Request) -> Response:
         await request.app.state.store.ping()
     except PyMongoError:
         return JSONResponse({"status": "unavailable", "store": "unreachable"}, status_code=503)
+    # Webhook events no part of the gateway understands, by kind, since this process started.
+    unhandled = dict(request.app.state.gateway.ingest.unhandled)
     return JSONResponse({"status": "ok", "store": "ok",
-                         "subscribers": request.app.state.bus.subscriber_count})
+                         "subscribers": request.app.state.bus.subscriber_count,
+                         "unhandled": unhandled})
 
 
 async def gateway_error(request: Request, exc: Exception) -> Response:

@@ -6,6 +6,8 @@ process with no other infrastructure. A stream that breaks is resumed from its l
 so nothing is missed. Each subscriber has its own queue, bounded in events and in bytes: a slow
 one is cut off with a reason, never the rest. Watchers (the query cache) hear of every change,
 deletions included, and of every stream that opens; `live` says whether all of them are open.
+A subscriber is offered deletions (a change without a value, whose key names what went) only
+when it asks for them.
 """
 
 from __future__ import annotations
@@ -88,9 +90,11 @@ class Subscription:
     _sized: tuple[Change | None, int] = (None, 0)
 
     def __init__(self, bus: EventBus, accepts: Filter, size: int,
-                 max_bytes: int = 4 * 2**20) -> None:
+                 max_bytes: int = 4 * 2**20, deletions: bool = False) -> None:
         self._bus = bus
         self._accepts = accepts
+        # Offered deletions too (a change whose value is None and whose key names what went).
+        self.deletions = deletions
         self._size = size
         self._max_bytes = max_bytes
         self._queue: deque[tuple[Change, int]] = deque()
@@ -162,8 +166,10 @@ class EventBus:
         for watcher in self._watchers:
             watcher(collection)
 
-    def subscribe(self, accepts: Filter) -> Subscription:
-        subscription = Subscription(self, accepts, self._queue_size, self._queue_bytes)
+    def subscribe(self, accepts: Filter, deletions: bool = False) -> Subscription:
+        """A queue of the changes `accepts` takes; deletions only if asked for."""
+        subscription = Subscription(self, accepts, self._queue_size, self._queue_bytes,
+                                    deletions)
         self._subscribers.add(subscription)
         return subscription
 
@@ -177,10 +183,13 @@ class EventBus:
 
     def publish(self, change: Change) -> None:
         self._tell(change.collection)
-        if change.value is None:  # a deletion: no subscription follows those
+        deleted = change.value is None
+        # Unreadable, or deleted before the update could be read (its deletion follows).
+        if deleted and change.operation != "delete":
             return
         for subscription in list(self._subscribers):
-            subscription.offer(change)
+            if not deleted or subscription.deletions:
+                subscription.offer(change)
 
     async def start(self, store: Store, collections: tuple[str, ...] = STREAMS) -> None:
         self._store = store

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.domain import Channel, ContactCard, Conversation, Message, Tag
+from gateway.domain import Channel, ContactCard, Conversation, Message, Tag, Webhook
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,10 @@ COLLECTIONS: tuple[Collection, ...] = (
     # `counters` written after the contacts), but every collection here is one the cache
     # follows, so that a cached read may be declared later without a stale answer.
     Collection("contacts", ContactCard, subscriptions=True, cache=True),
+    # Webhooks: followed for the webhookUpdated subscription (delivery status: each try of a
+    # delivery writes its outcome here). No cached read reads them, and the cache must not
+    # forget everything on every delivery.
+    Collection("webhooks", Webhook, subscriptions=True),
 )
 
 

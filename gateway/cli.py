@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         host=settings.host, port=settings.port,
         log_config=None, log_level=settings.log_level.lower(), access_log=False,
         lifespan="on", ws_max_size=settings.ws_max_message_bytes,
+        proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=SHUTDOWN_GRACEFUL_SECONDS,
     )
 

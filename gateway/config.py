@@ -8,6 +8,7 @@ ConfigError that names the variable, for the start-up message.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -70,6 +71,18 @@ def _fernet_key(key: str) -> str:
                 "python -c 'from cryptography.fernet import Fernet; "
                 "print(Fernet.generate_key().decode())'") from None
     return key
+
+
+def _addresses(raw: str) -> str:
+    """`127.0.0.1, 172.30.0.0/24` as uvicorn reads it; a name or a typo is refused, not ignored."""
+    for entry in (e.strip() for e in raw.split(",")):
+        if entry != "*":
+            try:
+                ipaddress.ip_network(entry)
+            except ValueError:
+                raise ValueError("must list IP addresses or networks (172.30.0.10, "
+                                 f"172.30.0.0/24), comma-separated, or *; got {entry!r}") from None
+    return ",".join(e.strip() for e in raw.split(","))
 
 
 def _without_trailing_slash(url: str) -> str:
@@ -138,8 +151,14 @@ class Settings(BaseSettings):
     # Messages delivered at once (each conversation's one at a time, in queue order), and each
     # page's Send API pace: below Meta's 300 calls/s (10 for audio and video).
     send_concurrency: Annotated[int, Field(ge=1, le=256)] = 16
+    # A send starts in the process that took it, with what it has in hand, when a lane is free
+    # and its conversation has none under way there; off: every send goes through the queue.
+    send_at_once: Flag = True
     send_rate_per_page: Annotated[float, Field(ge=0.1)] = 250.0
     send_media_rate_per_page: Annotated[float, Field(ge=0.1)] = 8.0
+    # conversations.read (markConversationRead) also tells the person their messages were seen
+    # (the Send API's mark_seen), in the background: the read never waits for Meta.
+    mark_seen_on_read: Flag = False
     retry_base_seconds: Annotated[float, Field(ge=0.01)] = 2.0
     retry_max_seconds: Annotated[float, Field(ge=0.01)] = 300.0
     worker_poll_seconds: Annotated[float, Field(ge=0.01)] = 1.0
@@ -155,9 +174,21 @@ class Settings(BaseSettings):
     inbox_dir: str = DEFAULT_INBOX_DIR
     log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = "text"
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    # POST /facebook alone: Meta batches up to 1,000 events in one call (deploy/nginx.conf's
+    # client_max_body_size for /facebook says the same).
+    facebook_max_body_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
+    # An uploaded attachment (POST /media.upload, GraphQL uploadAttachment) is refused past this
+    # many bytes: Meta's Attachment Upload API takes files up to 25 MB.
+    attachment_max_bytes: Annotated[int, Field(ge=1024)] = 25 * 1024 * 1024
     ws_max_message_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
     store_timeout_seconds: Annotated[float, Field(ge=0.1)] = 5.0
     webhook_timeout_seconds: Annotated[float, Field(ge=0.1)] = 10.0
+    # POST /facebook answers once its events are stored and applied, or after this many ms
+    # (0: right after storing them); what is not applied by then goes on in the background. At
+    # most WEBHOOK_APPLY_QUEUE_EVENTS events are in hand per process; a call that does not fit
+    # waits for room (see gateway/usecases/applying.py).
+    webhook_apply_wait_ms: Annotated[int, Field(ge=0, le=600_000)] = 500
+    webhook_apply_queue_events: Annotated[int, Field(ge=1)] = 5_000
     webhook_retry_seconds: Annotated[float, Field(ge=1)] = 24 * 3600.0
     query_cache_mb: Annotated[float, Field(ge=0)] = 16.0  # 0: no query cache
     # Websockets: a socket that has not sent connection_init by then is closed (both protocols);
@@ -166,10 +197,17 @@ class Settings(BaseSettings):
     ws_init_timeout_seconds: Annotated[float, Field(ge=0.1)] = 10.0
     ws_max_connections: Annotated[int, Field(ge=1)] = 10_000
     subscription_queue_mb: Annotated[float, Field(ge=0.01)] = 4.0
+    # Subscriptions over HTTP (multipart, SSE) open at once per process; the next is answered 503.
+    http_max_subscriptions: Annotated[int, Field(ge=1)] = 1000
+    # Automatic persisted queries: MiB of documents kept by hash (0: APQ not supported).
+    persisted_queries_mb: Annotated[float, Field(ge=0)] = 2.0
     # Browsers: origins besides the gateway's own that may call it (scheme://host[:port]).
     allowed_origins: Annotated[tuple[str, ...], BeforeValidator(_origins)] = ()
     # Listen on a non-loopback address without SYSTEM_TOKEN (auth is in front of the gateway).
     allow_open_api: Flag = False
+    # Whose X-Forwarded-For and X-Forwarded-Proto are believed: the reverse proxy's addresses
+    # or networks, comma-separated (uvicorn's forwarded_allow_ips); anyone else's are ignored.
+    forwarded_allow_ips: Annotated[str, AfterValidator(_addresses)] = "127.0.0.1"
     # Outgoing webhooks may be posted to loopback, private, link-local and multicast addresses.
     webhook_allow_private: Flag = False
     # The embedded store counts the work of each statement (see gateway/store/nxserve.py).

@@ -19,6 +19,10 @@ auth and the query cache:
   (it carries nothing to act on, and Airy clients send list calls that way). `POST /facebook` is
   exempt: Meta's signature over the body authenticates it, which no page can forge, and the
   route answers any body it cannot parse with 400 after checking that signature.
+- uploads (`POST /media.upload`, and `/graphql` by the GraphQL multipart request spec) may be
+  `multipart/form-data`, which any page may send, so only with an `Apollo-Require-Preflight` or
+  `X-Apollo-Operation-Name` header (Apollo Server's rule; apollo-upload-client sends the first):
+  a page can set a header only after a preflight, answered for `ALLOWED_ORIGINS` alone.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ from strawberry.http.websocket_origin import (
 
 # Authenticated by Meta's X-Hub-Signature-256 over the exact body.
 SIGNED_PATHS = ("/facebook",)
+# Take multipart/form-data bodies (file uploads) that carry one of PREFLIGHT_HEADERS.
+UPLOAD_PATHS = ("/media.upload", "/graphql")
+PREFLIGHT_HEADERS = (b"apollo-require-preflight", b"x-apollo-operation-name")
 
 
 def allowed_origins(origins: Iterable[str]) -> frozenset[str]:
@@ -49,9 +56,13 @@ def allowed_origins(origins: Iterable[str]) -> frozenset[str]:
 class CrossOrigin:
     """ASGI middleware refusing foreign Origins (403) and POST bodies that are not JSON (415)."""
 
-    def __init__(self, app: ASGIApp, allowed: Iterable[str] = ()) -> None:
+    def __init__(self, app: ASGIApp, allowed: Iterable[str] = (),
+                 server_uploads: Iterable[str] = ()) -> None:
         self.app = app
         self.allowed = allowed_origins(allowed)
+        # Paths servers post files to (the sandbox's Attachment Upload API, which the gateway
+        # calls itself): multipart passes there without an Origin, which every browser's POST has.
+        self.server_uploads = frozenset(server_uploads)
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """What passes is handed on, not awaited here: a websocket holds no frame of ours (nor
@@ -61,7 +72,7 @@ class CrossOrigin:
         headers: dict[bytes, str] = {}
         for name, value in scope["headers"]:
             if name in (b"origin", b"host", b"sec-fetch-site", b"content-type",
-                        b"content-length", b"transfer-encoding"):
+                        b"content-length", b"transfer-encoding", *PREFLIGHT_HEADERS):
                 headers[name] = value.decode("latin-1")
         origin_header = headers.get(b"origin")
         if origin_header is not None and headers.get(b"sec-fetch-site") != "same-origin" \
@@ -73,7 +84,8 @@ class CrossOrigin:
             return _answer(send, 403, message)
         if scope["type"] == "http" and scope["method"] == "POST" \
                 and scope["path"] not in SIGNED_PATHS:
-            problem = _body_problem(headers)
+            problem = None if origin_header is None and scope["path"] in self.server_uploads \
+                else _body_problem(headers, scope["path"] in UPLOAD_PATHS)
             if problem:
                 return _answer(send, 415, problem)
         return self.app(scope, receive, send)
@@ -84,8 +96,9 @@ class CrossOrigin:
         return is_same_origin(origin, host) or normalize_origin(origin) in self.allowed
 
 
-def _body_problem(headers: dict[bytes, str]) -> str | None:
-    """Why a POST's body is refused, or None when it is JSON or there is none."""
+def _body_problem(headers: dict[bytes, str], upload: bool = False) -> str | None:
+    """Why a POST's body is refused, or None when it is JSON or there is none (or, on an
+    upload path, multipart with a header only a preflighted page can send)."""
     content_type = headers.get(b"content-type")
     if content_type is None:
         length = headers.get(b"content-length", "0").strip()
@@ -95,6 +108,12 @@ def _body_problem(headers: dict[bytes, str]) -> str | None:
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type == "application/json":
         return None
+    if upload and media_type == "multipart/form-data":
+        if any(headers.get(name, "").strip() for name in PREFLIGHT_HEADERS):
+            return None
+        return ("the body must be JSON (Content-Type: application/json), or an upload "
+                "(multipart/form-data) with the header Apollo-Require-Preflight: true (pages "
+                "may send it only after a CORS preflight)")
     return (f"the body must be JSON: send it with Content-Type: application/json "
             f"(got {content_type[:100]!r})")
 

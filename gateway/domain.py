@@ -124,6 +124,13 @@ class Reaction(TypedDict, total=False):
     sent_at: Timestamp
 
 
+class MessageEdit(TypedDict):
+    """A text a message had before the person edited it, and when it was replaced."""
+
+    text: str | None
+    edited_at: Timestamp
+
+
 @dataclass
 class Message:
     id: str
@@ -141,6 +148,8 @@ class Message:
     send_options: JsonObject | None = None  # messaging_type and tag of a message we send
     suggestions: JsonObject = field(default_factory=dict)  # suggested replies, by id
     user_data: JsonObject = field(default_factory=dict)  # set through metadata.upsert
+    edit_count: Count = 0  # Meta's num_edit of the last edit applied (0: never edited)
+    edits: list[MessageEdit] = field(default_factory=list)  # earlier texts, oldest first
 
     @property
     def from_contact(self) -> bool:
@@ -167,7 +176,69 @@ class Message:
             metadata["suggestions"] = self.suggestions
         if self.user_data:
             metadata["user_data"] = self.user_data
+        if self.edit_count:
+            metadata["edit_count"] = self.edit_count
+            metadata["edits"] = [{"text": edit.get("text"), "edited_at": iso(edit["edited_at"])}
+                                 for edit in self.edits]
         return metadata
+
+
+# The handover protocol: which app answers a person. Page Inbox is the app Meta gives every page.
+PAGE_INBOX_APP_ID = "263902037430900"
+ThreadOwnerKind = Literal["app", "other_app", "page_inbox"]  # app: this gateway's app
+
+
+@dataclass
+class ThreadOwner:
+    """Who owns the conversation's thread, as Meta last said (or as this app last changed it).
+
+    `owner` None: not known (the thread is idle, or only a request was heard of). Another app's
+    request for control is kept (`requested_by`, its app id) until the owner changes."""
+
+    owner: ThreadOwnerKind | None
+    updated_at: Timestamp
+    app_id: str | None = None  # the owning app's id, when Meta named it
+    requested_by: str | None = None  # the app id that asked for control last
+    requested_at: Timestamp | None = None
+
+    @staticmethod
+    def kind_of(app_id: str | None, own_app_id: str) -> ThreadOwnerKind:
+        """The owner an app id names: this app (FACEBOOK_APP_ID), Page Inbox, or another."""
+        if app_id is not None and app_id == own_app_id:
+            return "app"
+        return "page_inbox" if app_id == PAGE_INBOX_APP_ID else "other_app"
+
+    @property
+    def someone_else(self) -> bool:
+        """Another app (or Page Inbox) owns the thread: this app's sends are refused by Meta."""
+        return self.owner in ("other_app", "page_inbox")
+
+
+@dataclass
+class Referral:
+    """How the person last came to the conversation: an ad, an m.me link's `ref`, a plugin."""
+
+    source: str | None  # Meta's: ADS, SHORTLINK, CUSTOMER_CHAT_PLUGIN, …
+    type: str | None  # OPEN_THREAD
+    ref: str | None
+    ad_id: str | None
+    updated_at: Timestamp
+
+
+@dataclass
+class Optin:
+    """The person opted in (or changed an opt-in): for notification messages, the topic and
+    frequency. Its token, if any, stays in the store, sealed: `has_token` says there is one."""
+
+    type: str  # notification_messages, or "plugin" for a Send to Messenger opt-in (a `ref`)
+    payload: str | None
+    updated_at: Timestamp
+    title: str | None = None
+    frequency: str | None = None  # DAILY, WEEKLY, MONTHLY
+    timezone: str | None = None
+    expires_at: Timestamp | None = None  # the token's expiry
+    status: str | None = None  # STOP NOTIFICATIONS, RESUME NOTIFICATIONS
+    has_token: bool = False
 
 
 @dataclass
@@ -183,6 +254,9 @@ class Conversation:
     state: str | None = None  # Airy's conversation state, e.g. OPEN or CLOSED, set by users
     tag_ids: list[str] = field(default_factory=list)
     user_data: JsonObject = field(default_factory=dict)  # set through metadata.upsert
+    referral: Referral | None = None  # the latest
+    optins: list[Optin] = field(default_factory=list)  # one per (type, payload), newest last
+    thread_owner: ThreadOwner | None = None  # the handover protocol's owner; None: never heard
 
     @property
     def display_name(self) -> str:
@@ -277,6 +351,14 @@ class Page:
     previous_cursor: str | None
     total: int
     end_cursor: str | None = None
+    # A backward page's: where the list goes back from, before the first document it read
+    # (readable or not). None: the cursor of the first item.
+    start_cursor: str | None = None
+
+    @property
+    def first_cursor(self) -> str | None:
+        """Where the list goes back from before this page (the cursor `before` takes)."""
+        return self.start_cursor or (self.cursors[0] if self.cursors else None)
 
     @property
     def last_cursor(self) -> str | None:
@@ -295,7 +377,18 @@ class EventKind(str, Enum):
     REACTION = "reaction"
     DELIVERY = "delivery"
     READ = "read"
+    EDIT = "edit"
+    REFERRAL = "referral"
+    OPTIN = "optin"
+    PASS_THREAD_CONTROL = "pass_thread_control"
+    TAKE_THREAD_CONTROL = "take_thread_control"
+    REQUEST_THREAD_CONTROL = "request_thread_control"
     UNKNOWN = "unknown"
+
+
+# The handover protocol's events (`messaging_handovers`), each named by its key in the event.
+HANDOVER_KINDS = (EventKind.PASS_THREAD_CONTROL, EventKind.TAKE_THREAD_CONTROL,
+                  EventKind.REQUEST_THREAD_CONTROL)
 
 
 @dataclass
@@ -314,6 +407,16 @@ class InboundEvent:
     watermark: int | None = None  # deliveries and reads
     mids: list[str] = field(default_factory=list)  # deliveries: the messages delivered
     reaction: dict[str, Any] | None = None  # reactions: {action, emoji, reaction}
+    edit: dict[str, Any] | None = None  # edits: {text, num_edit}
+    # referrals, and messages and postbacks that carry one: {source, type, ref, ad_id}
+    referral: dict[str, Any] | None = None
+    optin: dict[str, Any] | None = None  # opt-ins: Optin's fields but the time and the token
+    # An opt-in's notification-messages token: sealed in the events log, never in `raw`.
+    secret: str | None = field(default=None, repr=False)
+    # Handover events: {new_owner_app_id, previous_owner_app_id, requested_owner_app_id,
+    # metadata}, each checked (ids are Graph API ids) or None.
+    handover: dict[str, str | None] | None = None
+    standby: bool = False  # delivered on `entry.standby`: another app owns the thread
     # Why the event cannot be applied (a field out of range or of the wrong shape): it is kept
     # raw in the events log and never applied. None for a valid event.
     invalid: str | None = None

@@ -19,6 +19,13 @@ class InvalidInput(GatewayError):
     code = "BAD_REQUEST"
 
 
+class TooLarge(InvalidInput):
+    """An upload over its limit."""
+
+    status = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
 class NotFound(GatewayError):
     status = 404
     code = "NOT_FOUND"

@@ -222,6 +222,8 @@ def start_gateway(nx_url: str, graph_server: FakeGraph, tmp_path: Path):
             "WORKER_POLL_SECONDS": "0.1",
             "SEND_MAX_ATTEMPTS": "4",
             "LOG_LEVEL": "INFO",
+            # The tests read what they post right after: a POST answers once it is applied.
+            "WEBHOOK_APPLY_WAIT_MS": "60000",
             # The tests' webhook receiver listens on 127.0.0.1.
             "WEBHOOK_ALLOW_PRIVATE": "1",
             **env,

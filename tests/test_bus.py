@@ -69,7 +69,7 @@ def test_a_lost_change_stream_resumes_without_missing_events(start_gateway, grap
     page = channel["source_channel_id"]
     with GraphQLSocket(gw.url, TRANSPORT_WS) as ws:
         ws.init()
-        ws.subscribe("1", "subscription { messageCreated { content } }")
+        ws.subscribe("1", "subscription { messageCreated { content: rawContent } }")
         wait_for(lambda: gw.http.get("/health").json()["subscribers"] == 1)
         gw.webhook(payloads.envelope(page, payloads.text(page, "3101", "before")))
         assert ws.next("1")["data"]["messageCreated"]["content"]["message"]["text"] == "before"

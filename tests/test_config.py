@@ -23,6 +23,10 @@ DEFAULTS = {
     "allowed_origins": (), "allow_open_api": False, "webhook_allow_private": False,
     "store_measure_work": False, "token_encryption_key": "",
     "send_concurrency": 16, "send_rate_per_page": 250.0, "send_media_rate_per_page": 8.0,
+    "send_at_once": True, "facebook_max_body_bytes": 8388608, "webhook_apply_wait_ms": 500,
+    "webhook_apply_queue_events": 5000, "forwarded_allow_ips": "127.0.0.1",
+    "mark_seen_on_read": False, "attachment_max_bytes": 26214400, "http_max_subscriptions": 1000,
+    "persisted_queries_mb": 2.0,
 }
 
 KEY = Fernet.generate_key().decode()
@@ -72,6 +76,15 @@ FULL = {
     "WEBHOOK_ALLOW_PRIVATE": ("TRUE", True),
     "STORE_MEASURE_WORK": ("1", True),
     "TOKEN_ENCRYPTION_KEY": (KEY, KEY),
+    "SEND_AT_ONCE": ("0", False),
+    "FACEBOOK_MAX_BODY_BYTES": ("4096", 4096),
+    "WEBHOOK_APPLY_WAIT_MS": ("0", 0),
+    "WEBHOOK_APPLY_QUEUE_EVENTS": ("10", 10),
+    "FORWARDED_ALLOW_IPS": (" 10.0.0.1, 172.30.0.0/24 ", "10.0.0.1,172.30.0.0/24"),
+    "MARK_SEEN_ON_READ": ("1", True),
+    "ATTACHMENT_MAX_BYTES": ("4096", 4096),
+    "HTTP_MAX_SUBSCRIPTIONS": ("50", 50),
+    "PERSISTED_QUERIES_MB": ("0", 0.0),
 }
 FIELDS = dict(zip(Settings.variables(), Settings.model_fields, strict=True))
 
@@ -101,11 +114,20 @@ RANGES = {
     "WS_INIT_TIMEOUT_SECONDS": ("0.1", "0.01"),
     "WS_MAX_CONNECTIONS": ("1", "0"),
     "SUBSCRIPTION_QUEUE_MB": ("0.01", "0.001"),
+    "FACEBOOK_MAX_BODY_BYTES": ("1024", "1023"),
+    "WEBHOOK_APPLY_WAIT_MS": ("0", "-1"),
+    "WEBHOOK_APPLY_QUEUE_EVENTS": ("1", "0"),
+    "ATTACHMENT_MAX_BYTES": ("1024", "1023"),
+    "HTTP_MAX_SUBSCRIPTIONS": ("1", "0"),
+    "PERSISTED_QUERIES_MB": ("0", "-0.5"),
 }
 INTEGERS = {"PORT", "SEND_MAX_ATTEMPTS", "SEND_CONCURRENCY", "GRAPHQL_MAX_DEPTH",
             "GRAPHQL_MAX_TOKENS", "GRAPHQL_MAX_ALIASES", "GRAPHQL_CACHE_SIZE", "SUBSCRIPTION_QUEUE_SIZE",
-            "WS_MAX_SUBSCRIPTIONS", "MAX_BODY_BYTES", "WS_MAX_MESSAGE_BYTES", "WS_MAX_CONNECTIONS"}
-FLAGS = ["SUBSCRIPTION_MULTIPLEX", "ALLOW_OPEN_API", "WEBHOOK_ALLOW_PRIVATE", "STORE_MEASURE_WORK"]
+            "WS_MAX_SUBSCRIPTIONS", "MAX_BODY_BYTES", "WS_MAX_MESSAGE_BYTES", "WS_MAX_CONNECTIONS",
+            "FACEBOOK_MAX_BODY_BYTES", "WEBHOOK_APPLY_WAIT_MS", "WEBHOOK_APPLY_QUEUE_EVENTS",
+            "ATTACHMENT_MAX_BYTES", "HTTP_MAX_SUBSCRIPTIONS"}
+FLAGS = ["SUBSCRIPTION_MULTIPLEX", "ALLOW_OPEN_API", "WEBHOOK_ALLOW_PRIVATE", "STORE_MEASURE_WORK",
+         "SEND_AT_ONCE", "MARK_SEEN_ON_READ"]
 # Any text is a valid value of these.
 FREE_TEXT = {"HOST", "FACEBOOK_APP_ID", "FACEBOOK_APP_SECRET", "FACEBOOK_WEBHOOK_SECRET",
              "FACEBOOK_GRAPH_API_URL", "MONGODB_URL", "DATA_DIR", "SYSTEM_TOKEN", "INBOX_DIR"}
@@ -135,6 +157,9 @@ BAD = [
         f"got {origin!r}"))
       for origin in ("inbox.example.com", "ftp://inbox.example.com", "https:",
                      "https://inbox.example.com/path", "*")],
+    ("FORWARDED_ALLOW_IPS", "proxy.example",
+     "FORWARDED_ALLOW_IPS must list IP addresses or networks (172.30.0.10, 172.30.0.0/24), "
+     "comma-separated, or *; got 'proxy.example'"),
     ("TOKEN_ENCRYPTION_KEY", "not-a-key",
      ("TOKEN_ENCRYPTION_KEY must be a Fernet key (32 url-safe base64-encoded bytes); make one "
       "with: python -c 'from cryptography.fernet import Fernet; "
@@ -179,6 +204,7 @@ def test_the_tables_name_every_variable_once():
     assert set(FULL) == set(Settings.variables()) and len(Settings.variables()) == len(DEFAULTS)
     assert set(RANGES) | set(FLAGS) | FREE_TEXT | {
         "MONGODB_DATABASE", "LOG_LEVEL", "LOG_FORMAT", "ALLOWED_ORIGINS", "TOKEN_ENCRYPTION_KEY",
+        "FORWARDED_ALLOW_IPS",
     } == set(Settings.variables())
 
 

@@ -26,7 +26,7 @@ from tests import payloads
 from tests.conftest import connect_page, wait_for
 from tests.ws import LEGACY_WS, PROTOCOLS, TRANSPORT_WS, GraphQLSocket
 
-TEXTS = "subscription { messageCreated { content } }"
+TEXTS = "subscription { messageCreated { content: rawContent } }"
 
 
 def live(gw) -> int:

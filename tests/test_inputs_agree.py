@@ -38,9 +38,9 @@ CASES = [
     ("/messages.list", {"conversation_id": "{c}", "page_size": 101}, "page_size",
      "query($c: ID!) { messages(conversationId: $c, first: 101) { totalCount } }", {"c": "{c}"},
      "first"),
-    ("/messages.send", {"conversation_id": "{c}", "message": "just text"}, "message",
-     "mutation($c: ID!) { sendMessage(input: {conversationId: $c, message: \"just text\"}) "
-     "{ id } }", {"c": "{c}"}, "message"),
+    ("/messages.send", {"conversation_id": LONG, "message": {"text": "hi"}}, "conversation_id",
+     "mutation($v: ID!) { sendMessage(input: {conversationId: $v, message: {text: \"hi\"}}) "
+     "{ id } }", {"v": LONG}, "conversationId"),
     ("/conversations.setState", {"conversation_id": "{c}", "state": LONG}, "state",
      "mutation($c: ID!, $v: String) { setConversationState(id: $c, state: $v) { id } }",
      {"c": "{c}", "v": LONG}, "state"),

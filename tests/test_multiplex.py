@@ -19,10 +19,10 @@ from tests.ws import LEGACY_WS, TRANSPORT_WS, GraphQLSocket
 
 CREATED = """subscription ($conversationId: ID, $channelId: ID) {
   messageCreated(conversationId: $conversationId, channelId: $channelId) {
-    id conversationId channelId content state senderType fromContact sentAt metadata
+    id conversationId channelId content: rawContent state senderType fromContact sentAt metadata
   }
 }"""
-TEXTS_ONLY = "subscription { messageCreated { content } }"
+TEXTS_ONLY = "subscription { messageCreated { content: rawContent } }"
 
 
 @pytest.fixture(params=["1", "0"], ids=["multiplexed", "per-subscriber"])

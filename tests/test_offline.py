@@ -112,7 +112,7 @@ def test_graphiql_runs_a_query_and_a_subscription_with_no_internet(start_gateway
 
         # A subscription over graphql-transport-ws, with the token in connection_init.
         set_editor(page, ".graphiql-query-editor",
-                   "subscription { messageCreated { content fromContact } }")
+                   "subscription { messageCreated { content: rawContent fromContact } }")
         page.locator(".graphiql-execute-button").click()
         wait_for(lambda: gw.http.get("/health").json()["subscribers"] > 0)
         gw.webhook(payloads.envelope("5151001", payloads.text(

@@ -132,6 +132,11 @@ def test_every_route_answers_what_its_schema_documents(gateway, graph, receiver)
     assert settled(gateway, conversation_id, sent["id"])["state"] == "failed"
     call("/messages.resend", message_id=sent["id"])
     settled(gateway, conversation_id, sent["id"])
+    uploaded = gateway.http.post("/media.upload", files={"file": ("a.png", b"PNG", "image/png")},
+                                 headers={"Apollo-Require-Preflight": "true"})
+    answered.add("/media.upload")
+    assert uploaded.status_code == specs["/media.upload"].answer_status, uploaded.text
+    assert_documented(document, "Attachment", uploaded.json())
 
     tag = call("/tags.create", name="VIP", color="tag-red")
     call("/tags.update", id=tag["id"], name="Very VIP")
@@ -151,6 +156,10 @@ def test_every_route_answers_what_its_schema_documents(gateway, graph, receiver)
     call("/conversations.untag", conversation_id=conversation_id, tag_id=tag["id"])
     call("/tags.delete", id=tag["id"])
     call("/conversations.refetch", conversation_id=conversation_id)
+    call("/messages.sender-action", conversation_id=conversation_id, action="typing_on")
+    call("/conversations.request-thread-control", conversation_id=conversation_id)
+    call("/conversations.take-thread-control", conversation_id=conversation_id)
+    call("/conversations.pass-thread-control", conversation_id=conversation_id)
 
     card = call("/contacts.info", conversation_id=conversation_id)
     other = call("/contacts.create", display_name="Grace", via={"email": "g@x.io"},

@@ -19,13 +19,13 @@ CONVERSATIONS = """query ($first: Int!, $after: String) {
   conversations(first: $first, after: $after) {
     pageInfo { hasNextPage endCursor }
     edges { cursor node { id unreadCount createdAt lastActivityAt contact { id displayName }
-            channel { id name } tags { id name color } lastMessage { id content sentAt } } }
+            channel { id name } tags { id name color } lastMessage { id content: rawContent sentAt } } }
   }
 }"""
 MESSAGES = """query ($id: ID!, $first: Int!, $after: String) {
   messages(conversationId: $id, first: $first, after: $after) {
     pageInfo { hasNextPage endCursor }
-    edges { cursor node { id content sentAt metadata } }
+    edges { cursor node { id content: rawContent sentAt metadata } }
   }
 }"""
 
@@ -270,7 +270,7 @@ def test_a_message_sent_in_year_318857_poisons_nothing(start_gateway, graph, rec
 
     with GraphQLSocket(gw.url, TRANSPORT_WS) as ws:
         ws.init()
-        ws.subscribe("created", "subscription { messageCreated { id content } }")
+        ws.subscribe("created", "subscription { messageCreated { id content: rawContent } }")
         ws.subscribe("updated", """subscription { conversationUpdated {
             id unreadCount lastActivityAt lastMessage { id } } }""")
         wait_for(lambda: gw.http.get("/health").json()["subscribers"] >= 2)

@@ -18,7 +18,7 @@ from tests.conftest import connect_page, wait_for
 INBOX = """query Inbox($first: Int!) {
   conversations(first: $first) {
     totalCount
-    edges { node { id contact { displayName } lastMessage { content } } }
+    edges { node { id contact { displayName } lastMessage { content: rawContent } } }
   }
 }"""
 

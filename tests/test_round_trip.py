@@ -68,7 +68,7 @@ def message_rest(gw, conversation_id: str, message_id: str) -> dict[str, Any]:
 
 def message_graphql(gw, conversation_id: str, message_id: str) -> dict[str, Any]:
     edges = gql(gw, """query ($id: ID!) { messages(conversationId: $id, first: 100) {
-        edges { node { id content metadata } } } }""",
+        edges { node { id content: rawContent metadata } } } }""",
                 {"id": conversation_id})["data"]["messages"]["edges"]
     return next(e["node"] for e in edges if e["node"]["id"] == message_id)
 

@@ -78,7 +78,7 @@ def test_embedded_store_starts_past_a_pid_file_left_by_an_unreaped_server(start_
 def test_health_reports_the_store(gateway):
     response = gateway.http.get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "store": "ok", "subscribers": 0}
+    assert response.json() == {"status": "ok", "store": "ok", "subscribers": 0, "unhandled": {}}
 
 
 def test_no_page_token_reaches_the_log(start_gateway, graph):

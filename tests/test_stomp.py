@@ -10,7 +10,6 @@ import secrets
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from websockets.sync.client import connect
 from gateway.stomp.frames import Frame, Parser, encode
 from tests import payloads
 from tests.conftest import GatewayProcess, connect_page, wait_for
+from tests.node import Lines
 
 STOMP_JS = Path(__file__).parent / "stomp-js"
 TOKEN = "stomp-s3cret"
@@ -123,35 +123,6 @@ def stomp_js(options: dict[str, Any]) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-class Lines:
-    """A child's output lines (JSON each), read in a thread, waited for one kind at a time."""
-
-    def __init__(self, process: subprocess.Popen) -> None:
-        self.process = process
-        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.seen: list[dict[str, Any]] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout
-        for line in self.process.stdout:
-            try:
-                self.lines.put(json.loads(line))
-            except ValueError:
-                self.lines.put({"event": "output", "line": line})
-
-    def until(self, event: str, timeout: float = 20) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                item = self.lines.get(timeout=max(deadline - time.monotonic(), 0.01))
-            except queue.Empty:
-                raise AssertionError(f"no {event} from stompjs; saw {self.seen[-20:]}") from None
-            self.seen.append(item)
-            if item["event"] == event:
-                return item
-
-
 @pytest.mark.parametrize("processes", [1, 2], ids=["one process", "two processes"])
 def test_airys_client_library_gets_events_with_the_cookie_and_disconnects_with_a_receipt(
         start_gateway, graph, processes):
@@ -165,7 +136,7 @@ def test_airys_client_library_gets_events_with_the_cookie_and_disconnects_with_a
     # As in a browser: no CONNECT headers, the airy_auth_token cookie on the upgrade.
     client = stomp_js({"url": url, "wsHeaders": {"Cookie": f"airy_auth_token={TOKEN}"},
                        "until": "message.created", "heartbeat": [2000, 2000]})
-    lines = Lines(client)
+    lines = Lines(client, "stompjs")
     try:
         connected = lines.until("connected")
         assert connected["headers"]["version"] == "1.2"
@@ -200,7 +171,7 @@ def test_airys_client_library_is_told_401_when_the_token_is_refused(start_gatewa
     gw = start_gateway(SYSTEM_TOKEN=TOKEN)
     url = gw.url.replace("http://", "ws://") + "/ws.communication"
     client = stomp_js({"url": url, "wsHeaders": {"Cookie": "airy_auth_token=wrong"}})
-    lines = Lines(client)
+    lines = Lines(client, "stompjs")
     try:
         error = lines.until("error")
         assert "401" in error["headers"]["message"]

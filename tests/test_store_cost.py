@@ -105,8 +105,8 @@ def requests(m: Measured) -> dict[str, Callable[[], object]]:
     later = first["pagination_data"]["next_cursor"]
     graphql = {"query": """query($id: ID!) {
         conversations(first: 20) { totalCount edges { node { id unreadCount
-          lastMessage { content } contact { displayName } } } }
-        messages(conversationId: $id, first: 20) { totalCount edges { node { id content } } }
+          lastMessage { content: rawContent } contact { displayName } } } }
+        messages(conversationId: $id, first: 20) { totalCount edges { node { id content: rawContent } } }
     }""", "variables": {"id": conversation["id"]}}
 
     def send() -> None:

@@ -38,7 +38,8 @@ def test_event_key_ignores_key_order():
     ({"sender": {"id": "1"}, "reaction": {"mid": "m", "action": "react", "emoji": "x"}}, EventKind.REACTION),
     ({"sender": {"id": "1"}, "delivery": {"watermark": 1700000000000}}, EventKind.DELIVERY),
     ({"sender": {"id": "1"}, "read": {"watermark": 1700000000000}}, EventKind.READ),
-    ({"sender": {"id": "1"}, "optin": {"ref": "x"}}, EventKind.UNKNOWN),
+    ({"sender": {"id": "1"}, "optin": {"ref": "x"}}, EventKind.OPTIN),
+    ({"sender": {"id": "1"}, "account_linking": {"status": "unlinked"}}, EventKind.UNKNOWN),
     ({"message": {"mid": "m", "text": "no sender"}}, EventKind.UNKNOWN),
     ({"sender": {"id": "1"}, "reaction": {"mid": "m", "action": "wave"}}, EventKind.UNKNOWN),
 ])

@@ -30,6 +30,28 @@ export async function gql<T>(query: string, variables: Record<string, unknown> =
   return body.data as T;
 }
 
+/** Upload a file (the GraphQL multipart request spec); returns the attachment id that
+ * sendMessage's `attachmentId` takes. The header is what lets a multipart body in. */
+export async function uploadAttachment(file: File): Promise<string> {
+  const kind = ["image", "video", "audio"].find((k) => file.type.startsWith(`${k}/`)) ?? "file";
+  const form = new FormData();
+  form.append("operations", JSON.stringify({
+    query: "mutation ($file: Upload!, $type: AttachmentType!) { uploadAttachment(file: $file, type: $type) { id } }",
+    variables: { file: null, type: kind.toUpperCase() },
+  }));
+  form.append("map", JSON.stringify({ 0: ["variables.file"] }));
+  form.append("0", file, file.name);
+  const response = await fetch("/graphql", {
+    method: "POST", body: form, headers: { "Apollo-Require-Preflight": "true", ...authHeaders() },
+  });
+  if (response.status === 401 || response.status === 403) throw new AuthRequired();
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok || body.errors?.length) {
+    throw new Error(body.errors?.[0]?.message ?? body.message ?? `HTTP ${response.status}`);
+  }
+  return body.data.uploadAttachment.id as string;
+}
+
 /** Whether live updates flow: "lost" when the websocket drops, "restored" when it is back. */
 export type Link = "lost" | "restored";
 

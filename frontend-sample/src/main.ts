@@ -1,6 +1,6 @@
 // The live inbox: pages, conversations, one thread and a reply box. Plain DOM, no framework.
 import "./style.css";
-import { AuthRequired, gql, subscribe, token, watchLink } from "./api";
+import { AuthRequired, gql, subscribe, token, uploadAttachment, watchLink } from "./api";
 import {
   CONVERSATION, MESSAGE, TAG, TAG_COLORS, describe, exactly, failure, newestFirst, oldestFirst, when,
   type Channel, type Conversation, type Message, type Page, type Tag, type TagColor,
@@ -355,13 +355,20 @@ async function disconnectPage(channel: Channel) {
   render();
 }
 
-async function reply(text: string) {
-  if (!state.open || !text.trim()) return;
+async function reply(text: string, file?: File) {
+  if (!state.open || (!text.trim() && !file)) return;
+  const conversationId = state.open.id;
   try {
-    const data = await gql<{ sendMessage: Message }>(
-      `mutation ($input: SendMessageInput!) { sendMessage(input: $input) { ${MESSAGE} } }`,
-      { input: { conversationId: state.open.id, message: { text } } });
-    upsertMessage(data.sendMessage);
+    // A file goes up first and is sent as its own message, then the text.
+    const messages: Record<string, string>[] =
+      file ? [{ attachmentId: await uploadAttachment(file) }] : [];
+    if (text.trim()) messages.push({ text });
+    for (const message of messages) {
+      const data = await gql<{ sendMessage: Message }>(
+        `mutation ($input: SendMessageInput!) { sendMessage(input: $input) { ${MESSAGE} } }`,
+        { input: { conversationId, message } });
+      upsertMessage(data.sendMessage);
+    }
     threadScroll = "end";
     render();
   } catch (error) {
@@ -560,14 +567,19 @@ function threadPane(): HTMLElement {
                              placeholder: connected ? "Write a reply…" : "The page is disconnected",
                              "aria-label": "Reply", disabled: connected ? false : "",
                              "data-testid": "reply-input" }) as HTMLInputElement;
-  const form = h("form", { class: "reply" }, input,
+  const attach = h("input", { type: "file", name: "file", "aria-label": "Attach a file",
+                              disabled: connected ? false : "",
+                              "data-testid": "reply-file" }) as HTMLInputElement;
+  const form = h("form", { class: "reply" }, input, attach,
     h("button", { type: "submit", "data-testid": "reply-send", disabled: connected ? false : "" },
       "Send"));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const text = input.value;
+    const file = attach.files?.[0];
     input.value = "";
-    reply(text);
+    attach.value = "";
+    reply(text, file);
   });
   const header = h("header", { class: "thread-head" },
     h("h2", {}, conversation.contact.displayName,

@@ -23,7 +23,7 @@ export interface Page<T> {
 
 export const TAG = "id name color";
 export const MESSAGE =
-  "id conversationId content state senderType fromContact sentAt metadata readByContact";
+  "id conversationId content: rawContent state senderType fromContact sentAt metadata readByContact";
 export const CONVERSATION = `id unreadCount lastActivityAt contact { displayName avatarUrl }
   channel { id name connected } tags { ${TAG} } lastMessage { ${MESSAGE} }`;
 

@@ -58,7 +58,11 @@ def graphql_app(settings: Settings) -> GatewayGraphQL:
                           max_tokens=settings.graphql_max_tokens,
                           cache_size=settings.graphql_cache_size,
                           allowed_origins=settings.allowed_origins,
-                          multiplexer=multiplexer)
+                          multiplexer=multiplexer,
+                          http_max_subscriptions=settings.http_max_subscriptions,
+                          queue_size=settings.subscription_queue_size,
+                          queue_bytes=int(settings.subscription_queue_mb * 2**20),
+                          persisted_queries_bytes=int(settings.persisted_queries_mb * 2**20))
 
 
 def sdl() -> str:

@@ -151,8 +151,8 @@ class _GroupBus:
         self._bus = bus
         self._group = group
 
-    def subscribe(self, accepts: Filter) -> Subscription:
-        subscription = self._bus.subscribe(accepts)
+    def subscribe(self, accepts: Filter, deletions: bool = False) -> Subscription:
+        subscription = self._bus.subscribe(accepts, deletions)
         self._group.source = subscription
         subscription.listeners = len(self._group.members)
         return subscription

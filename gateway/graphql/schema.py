@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable
+import asyncio
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar, cast
 
 import strawberry
+from strawberry.dataloader import DataLoader
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from gateway import inputs
 from gateway.errors import InvalidInput, NotFound
+from gateway.graphql.content import outgoing_arguments
 from gateway.graphql.types import (
     Channel,
     ConnectFacebookChannelInput,
@@ -23,15 +26,20 @@ from gateway.graphql.types import (
     FacebookPage,
     Message,
     MetadataSubject,
+    Node,
+    SenderAction,
     SendMessageInput,
     SubscribeWebhookInput,
     Tag,
+    TagChange,
     UpdateChannelInput,
     UpdateTagInput,
     UpdateWebhookInput,
     Webhook,
+    WebhookStatus,
     connection,
 )
+from gateway.graphql.uploads import UploadedAttachment, upload_attachment
 from gateway.store.mongo import Change
 from gateway.usecases import UseCases
 
@@ -55,6 +63,27 @@ def checked(model: type[M], names: dict[str, str] | None = None, **arguments: An
 
 
 PAGE = {"page_size": "first", "cursor": "after"}  # a connection's arguments
+PAGE_BACK = {"page_size": "last", "cursor": "before"}  # the same, read backward
+First = Annotated[int | None, strawberry.argument(
+    description="Forward: this many (1–100, default 20) after `after`.")]
+Last = Annotated[int | None, strawberry.argument(
+    description="Backward: this many (1–100, default 20) before `before` (the last ones "
+    "without it). Not with first or after.")]
+
+
+def paging(first: int | None, after: str | None, last: int | None, before: str | None
+           ) -> tuple[dict[str, str], dict[str, Any], bool]:
+    """A connection's arguments as the list body's fields (and their GraphQL names for errors),
+    and whether the page is read backward. One direction per page: Relay allows first with
+    last, but a page here is read one way, so the mix is refused rather than half-applied."""
+    if last is None and before is None:
+        return PAGE, {"page_size": first, "cursor": after}, False
+    if first is not None and last is not None:
+        raise InvalidInput("give first or last, not both (first pages forward, last backward)")
+    if first is not None or after is not None:
+        raise InvalidInput("first and after page forward, last and before backward: "
+                           "give one pair, not both")
+    return PAGE_BACK, {"page_size": last, "cursor": before}, True
 ID_OF = {subject: {f"{subject}_id": "id"} for subject in ("channel", "conversation", "message")}
 
 
@@ -92,21 +121,23 @@ class Query:
 
     @strawberry.field(description="Newest activity first.")
     async def conversations(
-        self, info: Info, first: int = 20, after: str | None = None,
+        self, info: Info, first: First = None, after: str | None = None,
         channel_id: strawberry.ID | None = None, filter: ConversationFilterInput | None = None,
         query: Annotated[str | None, strawberry.argument(
             description="Airy's Lucene filter, e.g. 'unread_count:[1 TO *] AND "
             "display_name:*ada*' (instead of filter).")] = None,
+        last: Last = None, before: str | None = None,
     ) -> Connection[Conversation]:
         if filter is not None and query is not None:
             raise InvalidInput("give either filter or query, not both")
-        body = checked(inputs.ConversationsList, {**PAGE, "filters": "filter"},
-                       channel_id=channel_id, cursor=after, page_size=first,
+        names, page_at, backward = paging(first, after, last, before)
+        body = checked(inputs.ConversationsList, {**names, "filters": "filter"},
+                       channel_id=channel_id, **page_at,
                        filters=query if query is not None else
                        filter.arguments() if filter else None)
         page = await service(info).conversations.page(
             channel_id=body.channel_id, cursor=body.cursor, page_size=body.page_size,
-            where=body.filters.to_domain() if body.filters else None,
+            where=body.filters.to_domain() if body.filters else None, backward=backward,
         )
         return connection(page, Conversation.of_view)
 
@@ -117,20 +148,23 @@ class Query:
 
     @strawberry.field(description="Newest first.")
     async def messages(
-        self, info: Info, conversation_id: strawberry.ID, first: int = 20,
-        after: str | None = None,
+        self, info: Info, conversation_id: strawberry.ID, first: First = None,
+        after: str | None = None, last: Last = None, before: str | None = None,
     ) -> Connection[Message]:
-        body = checked(inputs.MessagesList, PAGE, conversation_id=conversation_id, cursor=after,
-                       page_size=first)
+        names, page_at, backward = paging(first, after, last, before)
+        body = checked(inputs.MessagesList, names, conversation_id=conversation_id, **page_at)
         page = await service(info).messages.page(body.conversation_id, cursor=body.cursor,
-                                                 page_size=body.page_size)
+                                                 page_size=body.page_size, backward=backward)
         return connection(page, Message.of)
 
     @strawberry.field(description="Contacts, newest first.")
-    async def contacts(self, info: Info, first: int = 20,
-                       after: str | None = None) -> Connection[ContactCard]:
-        body = checked(inputs.ContactsList, PAGE, cursor=after, page_size=first)
-        page = await service(info).contacts.page(cursor=body.cursor, page_size=body.page_size)
+    async def contacts(self, info: Info, first: First = None, after: str | None = None,
+                       last: Last = None, before: str | None = None
+                       ) -> Connection[ContactCard]:
+        names, page_at, backward = paging(first, after, last, before)
+        body = checked(inputs.ContactsList, names, **page_at)
+        page = await service(info).contacts.page(cursor=body.cursor, page_size=body.page_size,
+                                                 backward=backward)
         return connection(page, ContactCard.of)
 
     @strawberry.field(description="One contact, by id or by conversationId (a conversation's "
@@ -142,6 +176,52 @@ class Query:
         card = await contacts.get(body.id) if body.id is not None else \
             await contacts.of_conversation(str(body.conversation_id))
         return ContactCard.of(card)
+
+    @strawberry.field(description="The object of that id, whatever its type (Relay's refetch); "
+                      "null when there is none.")
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        body = checked(inputs.NodeRef, id=id)
+        return await _node(info, body.id)
+
+    @strawberry.field(description="The objects of those ids (at most 100), in the order asked; "
+                      "null for each that is none.")
+    async def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
+        body = checked(inputs.NodesRef, ids=ids)
+        return list(await asyncio.gather(*(_node(info, node_id) for node_id in body.ids)))
+
+
+def _loader(info: Info, key: str, load: Callable[[list[str]], Awaitable[list[Any]]]
+            ) -> DataLoader:
+    """The request's DataLoader of one type: the ids of every node asked at once are read with
+    one query (`_id` `$in`) per type."""
+    return info.context.setdefault(key, DataLoader(load, cache=False))
+
+
+async def _node(info: Info, node_id: str) -> Node | None:
+    """Ids stay as every API hands them out (UUIDs made here, so two types never share one), so
+    a node is looked for under each type at once. A webhook's id may be chosen by its client:
+    webhooks are looked at last, so such an id never hides an object made here."""
+    gateway = service(info)
+    loaders = info.context["loaders"]
+    conversation, message, channel, tag, card, webhook = await asyncio.gather(
+        _loader(info, "conversation_loader", gateway.conversations.by_ids).load(node_id),
+        loaders.message.load(node_id),
+        loaders.channel.load(node_id),
+        _loader(info, "tag_loader", gateway.tags.by_ids).load(node_id),
+        _loader(info, "contact_loader", gateway.contacts.by_ids).load(node_id),
+        _loader(info, "webhook_loader", gateway.webhooks.by_ids).load(node_id),
+    )
+    if conversation is not None:
+        return Conversation.of(conversation)
+    if message is not None:
+        return Message.of(message)
+    if channel is not None:
+        return Channel.of(channel)
+    if tag is not None:
+        return Tag.of(tag)
+    if card is not None:
+        return ContactCard.of(card)
+    return Webhook.of(*webhook) if webhook is not None else None
 
 
 @strawberry.type
@@ -170,15 +250,50 @@ class Mutation:
                                                       image_url=body.image_url)
         return Channel.of(channel)
 
+    upload_attachment: UploadedAttachment = strawberry.mutation(
+        resolver=upload_attachment, description="Upload a file (GraphQL multipart request spec, "
+        "with the header Apollo-Require-Preflight: true) to send with sendMessage's "
+        "attachmentId; PAYLOAD_TOO_LARGE past ATTACHMENT_MAX_BYTES.")
+
     @strawberry.mutation(description="Queue a message; it comes back PENDING and is delivered "
                          "in the background (watch messageUpdated).")
     async def send_message(self, info: Info, input: SendMessageInput) -> Message:
+        typed = checked(inputs.TypedSend, message=outgoing_arguments(input.message))
         body = checked(inputs.MessagesSend, conversation_id=input.conversation_id,
-                       message=input.message, messaging_type=input.messaging_type, tag=input.tag)
+                       message=typed.message.send_api(), messaging_type=input.messaging_type,
+                       tag=input.tag, force=input.force)
         message = await service(info).messages.send(
             body.conversation_id, body.message, messaging_type=body.messaging_type, tag=body.tag,
+            force=body.force,
         )
         return Message.of(message)
+
+    @strawberry.mutation(description="Pass the thread to another app (Page Inbox unless "
+                         "targetAppId names one), through the Graph API.")
+    async def pass_thread_control(
+        self, info: Info, conversation_id: strawberry.ID, target_app_id: str | None = None,
+        metadata: str | None = None,
+    ) -> Conversation:
+        body = checked(inputs.PassThreadControl, conversation_id=conversation_id,
+                       target_app_id=target_app_id, metadata=metadata)
+        return await _changed(info, body.conversation_id, service(info).handover.pass_control(
+            body.conversation_id, body.target_app_id, body.metadata))
+
+    @strawberry.mutation(description="Take the thread back from the app that owns it.")
+    async def take_thread_control(
+        self, info: Info, conversation_id: strawberry.ID, metadata: str | None = None,
+    ) -> Conversation:
+        body = checked(inputs.ThreadControlCall, conversation_id=conversation_id, metadata=metadata)
+        return await _changed(info, body.conversation_id, service(info).handover.take_control(
+            body.conversation_id, body.metadata))
+
+    @strawberry.mutation(description="Ask the thread's owner to pass it to this app.")
+    async def request_thread_control(
+        self, info: Info, conversation_id: strawberry.ID, metadata: str | None = None,
+    ) -> Conversation:
+        body = checked(inputs.ThreadControlCall, conversation_id=conversation_id, metadata=metadata)
+        return await _changed(info, body.conversation_id, service(info).handover.request_control(
+            body.conversation_id, body.metadata))
 
     @strawberry.mutation(description="Send a failed message again (CONFLICT when it is not).")
     async def resend_message(self, info: Info, id: strawberry.ID) -> Message:
@@ -299,6 +414,16 @@ class Mutation:
         return await _changed(info, body.conversation_id,
                               service(info).conversations.mark_read(body.conversation_id))
 
+    @strawberry.mutation(description="Show the conversation's person a sender action (typing, "
+                         "seen): not a message, paced with the page's sends; true once Meta "
+                         "took it.")
+    async def send_sender_action(self, info: Info, conversation_id: strawberry.ID,
+                                 action: SenderAction) -> bool:
+        body = checked(inputs.SenderActionCall, conversation_id=conversation_id,
+                       action=action.value)
+        await service(info).sender_actions.send(body.conversation_id, body.action)
+        return True
+
     @strawberry.mutation(description="Create a contact (at least one field).")
     async def create_contact(self, info: Info, input: ContactInput) -> ContactCard:
         body = checked(inputs.ContactCreate, **input.arguments())
@@ -360,7 +485,8 @@ class Subscription:
         async for change in changes:
             yield Message.of(change.value)
 
-    @strawberry.subscription(description="Changes to messages: delivery state, reactions, reads.")
+    @strawberry.subscription(description="Changes to messages: delivery state, reactions, reads, "
+                             "edits.")
     async def message_updated(
         self, info: Info, conversation_id: strawberry.ID | None = None,
         channel_id: strawberry.ID | None = None,
@@ -373,7 +499,7 @@ class Subscription:
             yield Message.of(change.value)
 
     @strawberry.subscription(description="New conversations and changes to them: last message, "
-                             "unread count, contact profile.")
+                             "unread count, contact profile, referral, opt-ins.")
     async def conversation_updated(
         self, info: Info, channel_id: strawberry.ID | None = None,
     ) -> AsyncGenerator[Conversation, None]:
@@ -396,6 +522,24 @@ class Subscription:
         changes = info.context["bus"].subscribe(lambda c: c.collection == "contacts")
         async for change in changes:
             yield ContactCard.of(change.value)
+
+    @strawberry.subscription(description="Tags created, renamed or recoloured, and deleted "
+                             "(deleted: true, tag: null).")
+    async def tag_updated(self, info: Info) -> AsyncGenerator[TagChange, None]:
+        changes = info.context["bus"].subscribe(lambda c: c.collection == "tags", deletions=True)
+        async for change in changes:
+            yield TagChange.of(str(change.key), change.value)
+
+    @strawberry.subscription(description="Webhooks subscribed, changed or unsubscribed, and each "
+                             "outcome of a delivery: how its deliveries fare (never its URL, "
+                             "headers or key).")
+    async def webhook_updated(
+        self, info: Info, id: strawberry.ID | None = None,
+    ) -> AsyncGenerator[WebhookStatus, None]:
+        changes = info.context["bus"].subscribe(
+            lambda c: c.collection == "webhooks" and (id is None or c.value.id == id))
+        async for change in changes:
+            yield WebhookStatus.of(change.value)
 
 
 __all__ = ["Query", "Mutation", "Subscription", "NotFound"]

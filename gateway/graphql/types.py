@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Generic, TypeVar
@@ -12,6 +13,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from gateway import domain
+from gateway.graphql.content import MessageContent, OutgoingMessage, read_content
 
 DeliveryState = strawberry.enum(domain.DeliveryState, description="Where an outgoing message is.")
 
@@ -49,8 +51,14 @@ DATETIME = strawberry.scalar(
 SCALARS: dict[object, Any] = {datetime: DATETIME}
 
 
+@strawberry.interface(description="An object Relay can refetch with node(id:): its id is the "
+                      "one every query, mutation and REST route takes (docs/graphql.md, Relay).")
+class Node:
+    id: strawberry.ID
+
+
 @strawberry.type(description="A connected (or formerly connected) Facebook page.")
-class Channel:
+class Channel(Node):
     id: strawberry.ID
     source: str
     source_channel_id: str = strawberry.field(description="The Facebook page id.")
@@ -77,7 +85,7 @@ TagColor = strawberry.enum(
 
 
 @strawberry.type(description="A label users put on conversations.")
-class Tag:
+class Tag(Node):
     id: strawberry.ID
     name: str
     color: TagColor
@@ -110,12 +118,55 @@ class Contact:
     fetch_state: FetchState
 
 
+@strawberry.type(description="A text a message had before the person edited it.")
+class MessageEdit:
+    text: str | None
+    edited_at: datetime = strawberry.field(description="When this text was replaced.")
+
+
+@strawberry.type(description="How the person last came to the conversation (Meta's referral).")
+class Referral:
+    source: str | None = strawberry.field(description="ADS, SHORTLINK, CUSTOMER_CHAT_PLUGIN, …")
+    type: str | None = strawberry.field(description="OPEN_THREAD")
+    ref: str | None = strawberry.field(description="The link's or the ad's ref parameter.")
+    ad_id: str | None
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, referral: domain.Referral) -> Referral:
+        return cls(source=referral.source, type=referral.type, ref=referral.ref,
+                   ad_id=referral.ad_id, updated_at=moment(referral.updated_at))
+
+
+@strawberry.type(description="An opt-in: notification messages, or a Send to Messenger plugin's. "
+                 "Its token stays in the gateway, sealed.")
+class Optin:
+    type: str = strawberry.field(description="notification_messages, or plugin.")
+    payload: str | None
+    title: str | None
+    frequency: str | None = strawberry.field(description="DAILY, WEEKLY or MONTHLY.")
+    timezone: str | None
+    expires_at: datetime | None = strawberry.field(description="When the token expires.")
+    status: str | None = strawberry.field(
+        description="STOP NOTIFICATIONS or RESUME NOTIFICATIONS, once changed.")
+    has_token: bool
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, optin: domain.Optin) -> Optin:
+        return cls(type=optin.type, payload=optin.payload, title=optin.title,
+                   frequency=optin.frequency, timezone=optin.timezone,
+                   expires_at=moment(optin.expires_at) if optin.expires_at is not None else None,
+                   status=optin.status, has_token=optin.has_token,
+                   updated_at=moment(optin.updated_at))
+
+
 @strawberry.type(description="One message, from the person, the page or this gateway.")
-class Message:
+class Message(Node):
     id: strawberry.ID
     conversation_id: strawberry.ID
     channel_id: strawberry.ID
-    content: JSON = strawberry.field(
+    raw_content: JSON = strawberry.field(
         description="Inbound: the whole Messenger event. Outbound: the message object sent."
     )
     state: DeliveryState
@@ -129,22 +180,57 @@ class Message:
         description="Airy's reserved metadata: source.id, error, source.error, reaction, user_read."
     )
     read_by_contact: bool
+    edited: bool = strawberry.field(description="Whether the person edited it.")
+    edit_count: int = strawberry.field(description="Meta's count of its edits (0: none).")
+    edits: list[MessageEdit] = strawberry.field(description="Its earlier texts, oldest first.")
+
+    @strawberry.field(description="What it carries, typed (read from rawContent).")
+    def content(self) -> MessageContent:
+        return read_content(self.raw_content)
 
     @classmethod
     def of(cls, message: domain.Message) -> Message:
         return cls(
             id=strawberry.ID(message.id), conversation_id=strawberry.ID(message.conversation_id),
-            channel_id=strawberry.ID(message.channel_id), content=message.content,
+            channel_id=strawberry.ID(message.channel_id), raw_content=message.content,
             state=message.state, delivery_state=message.state,
             sender_type=SenderType(message.sender_type.value),
             from_contact=message.from_contact, sent_at=moment(message.sent_at),
             source="facebook", source_message_id=message.source_message_id,
             metadata=message.metadata(), read_by_contact=message.read_by_contact,
+            edited=message.edit_count > 0, edit_count=message.edit_count,
+            edits=[MessageEdit(text=edit.get("text"), edited_at=moment(edit["edited_at"]))
+                   for edit in message.edits],
         )
 
 
+@strawberry.enum(description="Who owns a thread (Meta's handover protocol).")
+class ThreadOwnerKind(Enum):
+    APP = strawberry.enum_value("app", description="this gateway's app (FACEBOOK_APP_ID)")
+    OTHER_APP = strawberry.enum_value("other_app", description="another app of the page")
+    PAGE_INBOX = strawberry.enum_value("page_inbox", description="the page's Inbox (people)")
+
+
+@strawberry.type(description="The thread's owner, as Meta last told it or this app changed it.")
+class ThreadControl:
+    owner: ThreadOwnerKind | None = strawberry.field(description="Null: not known (idle).")
+    app_id: str | None = strawberry.field(description="The owner's app id, when known.")
+    updated_at: datetime
+    requested_by: str | None = strawberry.field(
+        description="The app id that last asked for control (request_thread_control).")
+    requested_at: datetime | None
+
+    @classmethod
+    def of(cls, owner: domain.ThreadOwner) -> ThreadControl:
+        return cls(owner=ThreadOwnerKind(owner.owner) if owner.owner else None,
+                   app_id=owner.app_id, updated_at=moment(owner.updated_at),
+                   requested_by=owner.requested_by,
+                   requested_at=moment(owner.requested_at) if owner.requested_at is not None
+                   else None)
+
+
 @strawberry.type(description="The thread between a page and one person.")
-class Conversation:
+class Conversation(Node):
     id: strawberry.ID
     channel_id: strawberry.ID
     contact: Contact
@@ -153,31 +239,49 @@ class Conversation:
     unread_count: int
     state: str | None = strawberry.field(description="Set by users, e.g. OPEN or CLOSED.")
     user_data: JSON = strawberry.field(description="Set through upsertMetadata.")
+    thread_control: ThreadControl | None = strawberry.field(
+        description="Who owns the thread (handover protocol); null until Meta tells.")
+    referral: Referral | None = strawberry.field(description="The latest referral, if any.")
+    optins: list[Optin] = strawberry.field(description="One per type and payload, newest last.")
     _tag_ids: strawberry.Private[list[str]]
     _channel: strawberry.Private[domain.Channel | None]
     _last_message_id: strawberry.Private[str | None]
     _last_message: strawberry.Private[domain.Message | None]
 
-    @strawberry.field
-    async def channel(self, info: Info) -> Channel | None:
-        channel = self._channel or await info.context["loaders"].channel.load(self.channel_id)
+    # What a list brought with each conversation (its channel, its last message) is answered as
+    # it is, without an await: a page of conversations then resolves with no awaitable at all,
+    # which graphql-core completes far faster than a list of them. What is not at hand is
+    # loaded (DataLoaders: one query for the whole page).
+
+    @strawberry.field(graphql_type=Channel | None)
+    def channel(self, info: Info) -> Channel | None | Awaitable[Channel | None]:
+        if self._channel is not None:
+            return Channel.of(self._channel)
+        return self._load_channel(info)
+
+    async def _load_channel(self, info: Info) -> Channel | None:
+        channel = await info.context["loaders"].channel.load(self.channel_id)
         return Channel.of(channel) if channel else None
 
-    @strawberry.field(description="By name.")
-    async def tags(self, info: Info) -> list[Tag]:
-        if not self._tag_ids:
-            return []
+    @strawberry.field(description="By name.", graphql_type=list[Tag])
+    def tags(self, info: Info) -> list[Tag] | Awaitable[list[Tag]]:
+        return self._load_tags(info) if self._tag_ids else []
+
+    async def _load_tags(self, info: Info) -> list[Tag]:
         loader = info.context.setdefault(
             "tag_loader", DataLoader(info.context["gateway"].tags.by_ids, cache=False)
         )
         found = [tag for tag in await loader.load_many(self._tag_ids) if tag is not None]
         return [Tag.of(tag) for tag in sorted(found, key=lambda tag: tag.name)]
 
-    @strawberry.field
-    async def last_message(self, info: Info) -> Message | None:
-        message = self._last_message
-        if message is None and self._last_message_id:
-            message = await info.context["loaders"].message.load(self._last_message_id)
+    @strawberry.field(graphql_type=Message | None)
+    def last_message(self, info: Info) -> Message | None | Awaitable[Message | None]:
+        if self._last_message is not None:
+            return Message.of(self._last_message)
+        return self._load_last_message(info) if self._last_message_id else None
+
+    async def _load_last_message(self, info: Info) -> Message | None:
+        message = await info.context["loaders"].message.load(self._last_message_id)
         return Message.of(message) if message else None
 
     @classmethod
@@ -191,7 +295,12 @@ class Conversation:
             created_at=moment(conversation.created_at),
             last_activity_at=moment(conversation.last_message_at),
             unread_count=conversation.unread_count, state=conversation.state,
-            user_data=conversation.user_data, _tag_ids=conversation.tag_ids, _channel=channel,
+            user_data=conversation.user_data,
+            thread_control=ThreadControl.of(conversation.thread_owner)
+            if conversation.thread_owner else None,
+            referral=Referral.of(conversation.referral) if conversation.referral else None,
+            optins=[Optin.of(optin) for optin in conversation.optins],
+            _tag_ids=conversation.tag_ids, _channel=channel,
             _last_message_id=conversation.last_message_id, _last_message=last_message,
         )
 
@@ -200,7 +309,7 @@ class Conversation:
         return cls.of(view.conversation, view.channel, view.last_message)
 
 
-Node = TypeVar("Node")
+Item = TypeVar("Item")
 
 
 @strawberry.type
@@ -212,14 +321,14 @@ class PageInfo:
 
 
 @strawberry.type
-class Edge(Generic[Node]):
+class Edge(Generic[Item]):
     cursor: str
-    node: Node
+    node: Item
 
 
 @strawberry.type
-class Connection(Generic[Node]):
-    edges: list[Edge[Node]]
+class Connection(Generic[Item]):
+    edges: list[Edge[Item]]
     page_info: PageInfo
     total_count: int
 
@@ -231,7 +340,8 @@ def connection(page: domain.Page, shape) -> Connection:
         edges=edges,
         page_info=PageInfo(
             has_next_page=page.has_more, has_previous_page=page.previous_cursor is not None,
-            start_cursor=edges[0].cursor if edges else None,
+            # Before the first document read: past any skipped before the first edge.
+            start_cursor=page.first_cursor,
             # After the last document read: past any skipped (unreadable) after the last edge.
             end_cursor=page.last_cursor,
         ),
@@ -257,9 +367,12 @@ class UpdateChannelInput:
 @strawberry.input
 class SendMessageInput:
     conversation_id: strawberry.ID
-    message: JSON = strawberry.field(description='A Send API message object, e.g. {"text": "Hi"}.')
+    message: OutgoingMessage = strawberry.field(description=(
+        'Exactly one of text, attachment, …; {raw: {…}} takes a Send API message object as is.'))
     messaging_type: str | None = None
     tag: str | None = None
+    force: bool | None = strawberry.field(default=None, description=(
+        "Send even into a thread another app owns (otherwise CONFLICT)."))
 
 
 @strawberry.input(description="Every field is optional; all that are given must hold.")
@@ -298,7 +411,7 @@ class UpdateTagInput:
 
 
 @strawberry.type(description="An outgoing webhook and how its deliveries fare. Never its key.")
-class Webhook:
+class Webhook(Node):
     id: strawberry.ID
     name: str | None
     url: str
@@ -345,9 +458,52 @@ class UpdateWebhookInput:
     signature_key: str | None = None
 
 
+@strawberry.type(description="A tag created or changed (tag set), or deleted (tag null).")
+class TagChange:
+    id: strawberry.ID
+    deleted: bool
+    tag: Tag | None = strawberry.field(description="The tag as it is now; null once deleted.")
+
+    @classmethod
+    def of(cls, tag_id: str, tag: domain.Tag | None) -> TagChange:
+        return cls(id=strawberry.ID(tag_id), deleted=tag is None,
+                   tag=Tag.of(tag) if tag is not None else None)
+
+
+@strawberry.type(description="How an outgoing webhook's deliveries fare, sent as it changes. "
+                 "Never its URL, headers or key: webhook(id:) answers those to who asks.")
+class WebhookStatus:
+    id: strawberry.ID
+    name: str | None
+    status: str = strawberry.field(description="Subscribed or Unsubscribed.")
+    last_success_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+
+    @strawberry.field(description="Deliveries waiting for the receiver (counted when asked).")
+    async def queued(self, info: Info) -> int:
+        _, queued = await info.context["gateway"].webhooks.info(self.id)
+        return queued
+
+    @classmethod
+    def of(cls, webhook: domain.Webhook) -> WebhookStatus:
+        shown = Webhook.of(webhook)  # the same status and times as the webhook's own fields
+        return cls(id=shown.id, name=shown.name, status=shown.status,
+                   last_success_at=shown.last_success_at, last_error=shown.last_error,
+                   last_error_at=shown.last_error_at)
+
+
+@strawberry.enum(description="What the person sees the page do (the Send API's sender_action).")
+class SenderAction(Enum):
+    TYPING_ON = strawberry.enum_value(
+        "typing_on", description="the typing bubble, until a message, TYPING_OFF or 20 seconds")
+    TYPING_OFF = strawberry.enum_value("typing_off", description="the typing bubble hidden")
+    MARK_SEEN = strawberry.enum_value("mark_seen", description="the last message marked seen")
+
+
 @strawberry.type(description="A contact (Airy's contacts): made for each conversation's person, "
                  "or by a user. Contact is the person as a conversation shows them.")
-class ContactCard:
+class ContactCard(Node):
     id: strawberry.ID
     display_name: str | None
     avatar_url: str | None

@@ -4,7 +4,8 @@ and websockets in both protocols.
 Whatever a request carries is checked before strawberry reads it: the body, GET's `variables`
 and `extensions`, and websocket frames all pass the REST routes' JSON rule
 (`gateway.validation.load_json`: UTF-8, JSON, nesting, what MongoDB can store), a POST body must
-be an object, and a subscription asked for over HTTP is told where the websocket is. Each answers
+be an object, and a subscription asked for over HTTP without a stream (`Accept:` multipart or
+SSE, see `gateway.graphql.streams`) is told where the websocket is. Each answers
 400 with a message, never a 500 (strawberry let the parser's and its own errors through).
 """
 
@@ -24,13 +25,28 @@ from strawberry.dataloader import DataLoader
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
 from strawberry.http.parse_content_type import parse_content_type
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
-from strawberry.types import ExecutionResult
+from strawberry.subscriptions import (
+    GRAPHQL_SSE_PROTOCOL,
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
+from strawberry.types import ExecutionResult, SubscriptionExecutionResult
 
 from gateway.auth import authorised, presented_tokens, token_of
 from gateway.errors import InvalidInput
 from gateway.graphql.handlers import FrameAdapter, LegacyWSHandler, TransportWSHandler
 from gateway.graphql.multiplex import Multiplexer, subscription_test
+from gateway.graphql.persisted import BadPersistedQuery, PersistedQueries, PersistedQueryError
+from gateway.graphql.streams import (
+    FRAMINGS,
+    StreamCount,
+    Streaming,
+    StreamResponse,
+    multiplexed,
+    one_result,
+    running_alone,
+)
 from gateway.usecases import UseCases
 from gateway.validation import load_json
 from gateway.web import graphiql_page
@@ -71,10 +87,15 @@ class GatewayGraphQL(GraphQL):
     def __init__(self, schema, *, system_token: str, max_subscriptions: int,
                  init_timeout_seconds: float, max_tokens: int, cache_size: int,
                  allowed_origins: Sequence[str] = (),
-                 multiplexer: Multiplexer | None = None) -> None:
+                 multiplexer: Multiplexer | None = None, http_max_subscriptions: int = 1000,
+                 queue_size: int = 1000, queue_bytes: int = 4 * 2**20,
+                 persisted_queries_bytes: int = 2 * 2**20) -> None:
         super().__init__(
             schema,
-            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+            # The websockets' two, and over HTTP Apollo's multipart subscriptions and graphql-sse
+            # (strawberry picks one by the Accept header; see gateway.graphql.streams).
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL,
+                                    MULTIPART_SUBSCRIPTION_PROTOCOL, GRAPHQL_SSE_PROTOCOL),
             max_subscriptions_per_connection=max_subscriptions,
             keep_alive=True,
             keep_alive_interval=15,
@@ -82,10 +103,18 @@ class GatewayGraphQL(GraphQL):
             connection_init_wait_timeout=timedelta(seconds=init_timeout_seconds),
             # Strawberry checks a websocket's Origin too: the origins CrossOrigin lets through.
             allowed_origins=allowed_origins,
+            # uploadAttachment's files (the GraphQL multipart request spec): CrossOrigin takes a
+            # multipart body only with a header that needs a preflight, BodyLimit bounds it by
+            # ATTACHMENT_MAX_BYTES.
+            multipart_uploads_enabled=True,
         )
         self.system_token = system_token
         self.multiplexer = multiplexer  # None: every subscription runs on its own
         self.is_subscription = subscription_test(max_tokens, cache_size)
+        self.http_streams = StreamCount(http_max_subscriptions)
+        self.queue_size = queue_size
+        self.queue_bytes = queue_bytes
+        self.persisted = PersistedQueries(persisted_queries_bytes)
 
     def __call__(self, scope: Scope, receive: Receive, send: Send
                  ) -> Coroutine[Any, Any, None]:
@@ -101,7 +130,16 @@ class GatewayGraphQL(GraphQL):
             response = await self.run(request)
         except HTTPException as exc:  # strawberry's answer is plain text; clients expect JSON
             response = request_error(exc.status_code, exc.reason)
+        except PersistedQueryError as exc:  # Apollo's link reads it from a 200 answer
+            response = JSONResponse(exc.answer())
+        except Streaming as streaming:
+            response = streaming.response
         await response(scope, receive, send)
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """Not for a GET carrying a persisted query's hash and no document."""
+        return "extensions" not in request.query_params \
+            and super().should_render_graphql_ide(request)
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """The GraphiQL built into the package (frontend-graphiql/), not strawberry's page, whose
@@ -126,7 +164,45 @@ class GatewayGraphQL(GraphQL):
                 self.decode_json(await request.get_body())  # not JSON at all: says so
                 raise HTTPException(400, 'the request body must be a JSON object: '
                                          '{"query": "…", "variables": {…}}')
-        return await super().parse_http_body(request)
+        data = await super().parse_http_body(request)
+        if isinstance(data, GraphQLRequestData):
+            try:  # the document of a persisted query's hash (gateway.graphql.persisted)
+                data.query = self.persisted.document(data.query, data.extensions)
+            except BadPersistedQuery as exc:
+                raise HTTPException(400, str(exc)) from None
+        return data
+
+    async def execute_operation(
+        self, request: Request, request_adapter: AsyncHTTPRequestAdapter,
+        request_data: GraphQLRequestData | list[GraphQLRequestData], context: Any,
+        root_value: Any, sub_response: Response,
+    ) -> ExecutionResult | list[ExecutionResult] | SubscriptionExecutionResult:
+        """A request asking for a stream (gateway.graphql.streams) is answered with one (raised
+        as `Streaming`): a subscription joins its multiplexed group; over SSE a query or a
+        mutation is its one result. Over multipart those are answered as JSON, which Apollo's
+        Accept header allows."""
+        if isinstance(request_data, list) or request_data.protocol not in FRAMINGS:
+            return await super().execute_operation(request, request_adapter, request_data,
+                                                   context, root_value, sub_response)
+        query, name = request_data.query, request_data.operation_name
+        if not (isinstance(query, str) and isinstance(name, str | None)
+                and self.is_subscription(query, name)):
+            plain = GraphQLRequestData(query, request_data.variables, name,
+                                       request_data.extensions)
+            result = await self.execute_single(request, request_adapter, sub_response, context,
+                                               root_value, plain)
+            if request_data.protocol != "sse":
+                return result
+            subscription = one_result(result)
+        elif self.multiplexer is not None:
+            subscription = multiplexed(self.multiplexer, query, request_data.variables, name,
+                                       context)
+        else:
+            subscription = running_alone(self.schema, query, request_data.variables, name,
+                                         context, queue_size=self.queue_size,
+                                         queue_bytes=self.queue_bytes)
+        raise Streaming(StreamResponse(subscription, FRAMINGS[request_data.protocol],
+                                       self.http_streams))
 
     async def execute_single(self, request: Request, request_adapter: AsyncHTTPRequestAdapter,
                              sub_response: Response, context: Any, root_value: Any,
@@ -144,7 +220,9 @@ class GatewayGraphQL(GraphQL):
                                   query="", fragment="")
         raise HTTPException(400, f"subscriptions are served over websockets: connect to {url} "
                                  f"with the {GRAPHQL_TRANSPORT_WS_PROTOCOL} (or legacy "
-                                 f"{GRAPHQL_WS_PROTOCOL}) subprotocol")
+                                 f"{GRAPHQL_WS_PROTOCOL}) subprotocol; or over HTTP, asked for "
+                                 'with Accept: multipart/mixed;subscriptionSpec="1.0" (Apollo '
+                                 "Client) or Accept: text/event-stream (graphql-sse)")
 
     # strawberry types the context as None: this view's is a dict (gateway, bus, loaders).
     async def get_context(  # type: ignore[override]

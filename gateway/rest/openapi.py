@@ -63,7 +63,8 @@ def build() -> dict[str, Any]:
         responses: dict[str, Any] = {
             "400": _error("The body is not what the route takes; the message names the field."),
             "401": _error("No token (when SYSTEM_TOKEN is set)."),
-            "403": _error("A wrong token, a disconnected channel, or a browser page on an "
+            "403": _error("A wrong token, a disconnected channel, a channel whose page token "
+                          "Meta refused (connect the page again), or a browser page on an "
                           "origin that is neither the gateway's own nor in ALLOWED_ORIGINS."),
             "404": _error("An unknown id."),
             "413": _error("The body is larger than MAX_BODY_BYTES."),
@@ -82,7 +83,7 @@ def build() -> dict[str, Any]:
         paths[spec.path] = {"post": {
             "operationId": spec.path.strip("/").replace(".", "_").replace("-", "_"),
             "summary": spec.summary,
-            "requestBody": {"required": True, "content": {"application/json": {
+            "requestBody": {"required": True, "content": {spec.media_type: {
                 "schema": {"$ref": f"#/components/schemas/{spec.model.__name__}"}}}},
             "responses": dict(sorted(responses.items())),
         }}

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway import inputs as bodies
+from gateway.errors import InvalidInput
 from gateway.rest.shapes import (
+    attachment_json,
     channel_json,
     contact_card_json,
     contact_json,
@@ -47,6 +52,7 @@ class RouteSpec:
     empty_status: int = 204  # the status of an answer without a body
     answer_status: int = 200  # the status of an answer with a body
     conflict: bool = False  # may answer 409
+    media_type: str = "application/json"  # of the request body
 
 
 SPECS: list[RouteSpec] = []
@@ -214,9 +220,33 @@ async def messages_list(gw: UseCases, body: bodies.MessagesList) -> Response:
 
 async def messages_send(gw: UseCases, body: bodies.MessagesSend) -> Response:
     message = await gw.messages.send(
-        body.conversation_id, body.message, messaging_type=body.messaging_type, tag=body.tag
+        body.conversation_id, body.message, messaging_type=body.messaging_type, tag=body.tag,
+        force=body.force,
     )
     return JSONResponse(message_json(message))
+
+
+async def messages_sender_action(gw: UseCases, body: bodies.SenderActionCall) -> Response:
+    await gw.sender_actions.send(body.conversation_id, body.action)
+    return no_content()
+
+
+async def conversations_pass_thread_control(gw: UseCases,
+                                            body: bodies.PassThreadControl) -> Response:
+    await gw.handover.pass_control(body.conversation_id, body.target_app_id, body.metadata)
+    return JSONResponse(conversation_json(await gw.conversations.get(body.conversation_id)))
+
+
+async def conversations_take_thread_control(gw: UseCases,
+                                            body: bodies.ThreadControlCall) -> Response:
+    await gw.handover.take_control(body.conversation_id, body.metadata)
+    return JSONResponse(conversation_json(await gw.conversations.get(body.conversation_id)))
+
+
+async def conversations_request_thread_control(gw: UseCases,
+                                               body: bodies.ThreadControlCall) -> Response:
+    await gw.handover.request_control(body.conversation_id, body.metadata)
+    return JSONResponse(conversation_json(await gw.conversations.get(body.conversation_id)))
 
 
 async def contacts_create(gw: UseCases, body: bodies.ContactCreate) -> Response:
@@ -268,7 +298,38 @@ def post_list(path: str, field: str, model: type[bodies.Body], handler: Handler,
     return Route(path, endpoint, methods=["POST"], name=path.strip("/"))
 
 
+async def media_upload(request: Request) -> Response:
+    """A file as multipart/form-data (field `file`, optionally `type`), kept for sends."""
+    try:
+        form = await request.form(max_files=1, max_fields=4)
+    except MultiPartException as exc:
+        raise InvalidInput(f"the body is not readable multipart/form-data: {exc.message}"
+                           ) from None
+    try:
+        file = form.get("file")
+        upload = bodies.AttachmentUpload.of_part(file, form.get("type") or None)
+        assert isinstance(file, UploadFile)
+        attachment = await request.app.state.gateway.messages.upload(
+            upload.filename, upload.content_type, upload.kind, size_of(file.file), file.file)
+    finally:
+        await form.close()
+    return JSONResponse(attachment_json(attachment))
+
+
+def size_of(file: BinaryIO) -> int:
+    """A spooled upload's size, however starlette counted it."""
+    file.seek(0, os.SEEK_END)
+    size = file.tell()
+    file.seek(0)
+    return size
+
+
+SPECS.append(RouteSpec("/media.upload", bodies.MediaUpload, "Attachment", (
+    "Upload a file (multipart/form-data, field `file`; header Apollo-Require-Preflight: true) "
+    "to send as an attachment; 413 past ATTACHMENT_MAX_BYTES."), media_type="multipart/form-data"))
+
 routes = [
+    Route("/media.upload", media_upload, methods=["POST"], name="media.upload"),
     post("/channels.facebook.connect", bodies.ConnectFacebook, connect_facebook, "Channel",
          "Subscribe the app to a page and store it (same page: same id).", calls_graph=True),
     post("/channels.facebook.disconnect", bodies.ChannelRef, disconnect_facebook, None,
@@ -329,7 +390,24 @@ routes = [
     post("/messages.list", bodies.MessagesList, messages_list, "MessagePage",
          "A conversation's messages, newest first."),
     post("/messages.send", bodies.MessagesSend, messages_send, "Message",
-         "Queue a message (answered pending); it is delivered in the background."),
+         "Queue a message (answered pending); it is delivered in the background. 403 while "
+         "Meta refuses the page token; 409 when another app owns the thread (unless force).",
+         conflict=True),
+    post("/messages.sender-action", bodies.SenderActionCall, messages_sender_action, None,
+         "Show the person a sender action (typing_on, typing_off, mark_seen): not a message, "
+         "paced with the page's sends. 403 while the channel is disconnected or Meta refuses "
+         "its token.", calls_graph=True),
+    post("/conversations.pass-thread-control", bodies.PassThreadControl,
+         conversations_pass_thread_control, "Conversation",
+         "Pass the thread to another app (Page Inbox unless target_app_id names one).",
+         calls_graph=True),
+    post("/conversations.take-thread-control", bodies.ThreadControlCall,
+         conversations_take_thread_control, "Conversation",
+         "Take the thread back from the app that owns it (the page's primary receiver may).",
+         calls_graph=True),
+    post("/conversations.request-thread-control", bodies.ThreadControlCall,
+         conversations_request_thread_control, "Conversation",
+         "Ask the thread's owner to pass it to this app.", calls_graph=True),
     post("/contacts.create", bodies.ContactCreate, contacts_create, "ContactCard",
          "Create a contact (at least one field).", answer_status=201),
     post_list("/contacts.import", "contacts", bodies.ContactsImport, contacts_import,

@@ -25,6 +25,7 @@ from gateway.domain import (
     SenderType,
     iso,
 )
+from gateway.store.ports import Attachment as StoredAttachment
 
 
 def _one_of(values: Iterable[str]) -> WithJsonSchema:
@@ -102,8 +103,48 @@ class Message(TypedDict):
     source: Source
     metadata: Annotated[dict[str, Any], Field(description=(
         "Only what is set of: source (id: Meta's mid; error: Meta's error), error, reaction, "
-        "user_read (a message to the contact), suggestions, user_data."))]
+        "user_read (a message to the contact), suggestions, user_data; edit_count and edits "
+        "(the earlier texts, oldest first: {text, edited_at}) once the person edited it."))]
     sender: Sender
+
+
+class ThreadControl(TypedDict):
+    """The thread's owner (Meta's handover protocol), as last heard or changed."""
+
+    owner: Annotated[str | None, Field(description=(
+        "app (this gateway's app), other_app, page_inbox, or null: not known (idle)."))]
+    app_id: Annotated[str | None, Field(description="The owner's app id, when known.")]
+    updated_at: Time
+    requested_by: Annotated[str | None, Field(description=(
+        "The app id that last asked for control (request_thread_control)."))]
+    requested_at: Time | None
+
+
+class Referral(TypedDict):
+    """How the person last came to the conversation (Meta's referral: an ad, an m.me link)."""
+
+    source: Annotated[str | None, Field(description="Meta's: ADS, SHORTLINK, "
+                                                    "CUSTOMER_CHAT_PLUGIN, …")]
+    type: Annotated[str | None, Field(description="OPEN_THREAD")]
+    ref: Annotated[str | None, Field(description="The link's or the ad's ref parameter.")]
+    ad_id: str | None
+    updated_at: Time
+
+
+class Optin(TypedDict):
+    """An opt-in (notification messages, or a Send to Messenger plugin's). Its token is kept by
+    the gateway, sealed, and is never part of any answer."""
+
+    type: Annotated[str, Field(description="notification_messages, or plugin.")]
+    payload: str | None
+    title: str | None
+    frequency: Annotated[str | None, Field(description="DAILY, WEEKLY or MONTHLY.")]
+    timezone: str | None
+    expires_at: Annotated[Time | None, Field(description="When the token expires.")]
+    status: Annotated[str | None, Field(description="STOP NOTIFICATIONS or RESUME "
+                                                    "NOTIFICATIONS, once changed.")]
+    has_token: bool
+    updated_at: Time
 
 
 class ConversationMetadata(TypedDict):
@@ -113,6 +154,12 @@ class ConversationMetadata(TypedDict):
     tags: Annotated[dict[str, str], Field(description="The ids of its tags, each with an empty "
                                                       "string.")]
     user_data: UserData
+    thread_control: Annotated[ThreadControl | None, Field(description=(
+        "Who owns the thread (handover protocol), read-only; null until Meta tells."))]
+    referral: Annotated[Referral | None, Field(description=(
+        "The latest referral (read-only); null until there is one."))]
+    optins: Annotated[list[Optin], Field(description=(
+        "One per type and payload, newest last (read-only)."))]
 
 
 class Conversation(TypedDict):
@@ -153,6 +200,17 @@ class Tag(TypedDict):
     id: str
     name: str
     color: Annotated[str, _one_of(TAG_COLORS)]
+
+
+class Attachment(TypedDict):
+    id: Annotated[str, Field(description=(
+        'Name it in messages.send: {"attachment": {"type": "<type>", "payload": '
+        '{"attachment_id": "<id>"}}}.'))]
+    type: Annotated[str, _one_of(["image", "video", "audio", "file"])]
+    filename: str
+    content_type: str
+    size: int
+    created_at: Time
 
 
 class TagList(TypedDict):
@@ -275,23 +333,47 @@ def message_json(message: domain.Message, contact: Contact | None = None) -> Mes
 def conversation_json(view: domain.ConversationView) -> Conversation:
     conversation = view.conversation
     contact = contact_json(conversation)
+    metadata: ConversationMetadata = {
+        "contact": {"display_name": contact["display_name"],
+                    "avatar_url": contact["avatar_url"],
+                    "fetch_state": contact["fetch_state"]},
+        "unread_count": conversation.unread_count,
+        "state": conversation.state,
+        "tags": {tag_id: "" for tag_id in conversation.tag_ids},
+        "user_data": conversation.user_data,
+        "thread_control": thread_control_json(conversation.thread_owner)
+        if conversation.thread_owner else None,
+        "referral": referral_json(conversation.referral) if conversation.referral else None,
+        "optins": [optin_json(optin) for optin in conversation.optins],
+    }
     return {
         "id": conversation.id,
         "created_at": cast(str, iso(conversation.created_at)),
         "channel": channel_json(view.channel),
         "contact": contact,
-        "metadata": {
-            "contact": {"display_name": contact["display_name"],
-                        "avatar_url": contact["avatar_url"],
-                        "fetch_state": contact["fetch_state"]},
-            "unread_count": conversation.unread_count,
-            "state": conversation.state,
-            "tags": {tag_id: "" for tag_id in conversation.tag_ids},
-            "user_data": conversation.user_data,
-        },
+        "metadata": metadata,
         "unread_count": conversation.unread_count,
         "last_message": message_json(view.last_message, contact) if view.last_message else None,
     }
+
+
+def referral_json(referral: domain.Referral) -> Referral:
+    return {"source": referral.source, "type": referral.type, "ref": referral.ref,
+            "ad_id": referral.ad_id, "updated_at": cast(str, iso(referral.updated_at))}
+
+
+def optin_json(optin: domain.Optin) -> Optin:
+    """An opt-in as answers show it: never its token."""
+    return {"type": optin.type, "payload": optin.payload, "title": optin.title,
+            "frequency": optin.frequency, "timezone": optin.timezone,
+            "expires_at": iso(optin.expires_at), "status": optin.status,
+            "has_token": optin.has_token, "updated_at": cast(str, iso(optin.updated_at))}
+
+
+def thread_control_json(owner: domain.ThreadOwner) -> ThreadControl:
+    return {"owner": owner.owner, "app_id": owner.app_id,
+            "updated_at": cast(str, iso(owner.updated_at)), "requested_by": owner.requested_by,
+            "requested_at": iso(owner.requested_at)}
 
 
 def page_json(page: domain.Page, shape: Callable[[Any], Any]) -> dict[str, Any]:
@@ -306,6 +388,12 @@ def page_json(page: domain.Page, shape: Callable[[Any], Any]) -> dict[str, Any]:
 
 def tag_json(tag: domain.Tag) -> Tag:
     return {"id": tag.id, "name": tag.name, "color": tag.color}
+
+
+def attachment_json(attachment: StoredAttachment) -> Attachment:
+    return {"id": attachment.id, "type": attachment.type, "filename": attachment.filename,
+            "content_type": attachment.content_type, "size": attachment.size,
+            "created_at": cast(str, iso(attachment.created_at))}
 
 
 def facebook_page_json(page: domain.FacebookPage) -> FacebookPage:

@@ -40,6 +40,12 @@ FAILURES: dict[str, tuple[int, dict[str, Any]]] = {
     "bad_param": (400, {"error": {"message": "(#100) Invalid parameter", "type": "OAuthException", "code": 100, "fbtrace_id": "Atrace100"}}),  # noqa: E501
 }
 FAILURE_MODES = (*FAILURES, "timeout")
+# The handover protocol's calls (`me/<name>`), each recorded as a call of that kind.
+THREAD_CONTROL = ("pass_thread_control", "take_thread_control", "request_thread_control")
+# Sender actions: `me/messages` with a `sender_action` and no `message`, recorded as calls of
+# kind "sender_action". They count against a page's Send API rate as sends do.
+SENDER_ACTIONS = ("typing_on", "typing_off", "mark_seen")
+SEND_API = ("send", "sender_action")
 
 
 @dataclass
@@ -48,7 +54,8 @@ class Call:
     path: str  # without the version prefix, e.g. "me/messages"
     query: dict[str, str]
     json: Any
-    kind: str  # send, subscribe, unsubscribe, page, profile, accounts, other
+    kind: str  # send, sender_action, subscribe, unsubscribe, page, profile, accounts,
+    # THREAD_CONTROL, other
     answered: bool = False  # the fake has sent its answer
     status: int = 0  # the HTTP status of that answer
     answer: Any = None  # its JSON body
@@ -80,6 +87,11 @@ class FakeGraph:
     echo_secret: str = ""
     echo_app_id: str = ""
     echoes: list[str] = field(default_factory=list)  # mids whose echo the webhook accepted
+    # Files taken by the Attachment Upload API, by the attachment_id answered: the page they
+    # were uploaded for (an id works for that page only), their type, name, MIME type and bytes.
+    attachments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    next_attachment_id: itertools.count = field(
+        default_factory=lambda: itertools.count(900_000_001))
     _tasks: set[asyncio.Task] = field(default_factory=set)
 
     def reset(self) -> None:
@@ -96,6 +108,7 @@ class FakeGraph:
             self.mids.clear()
             self.echo_to = ""
             self.echoes.clear()
+            self.attachments.clear()
 
     def add_page(self, page_id: str, token: str, name: str = "Test Page",
                  picture: str = "https://img.example/page.png") -> None:
@@ -138,14 +151,16 @@ class FakeGraph:
         """The Graph API as an ASGI app at /<version>/<path>; a "timeout" sleeps this long."""
         async def handle(request: Request) -> Response:
             path = request.path_params["rest"]
-            body = None
+            body: Any = None
             raw = await request.body()
-            if raw:
+            if request.headers.get("content-type", "").startswith("multipart/form-data"):
+                body = await _form(request)
+            elif raw:
                 try:
                     body = await request.json()
                 except ValueError:
                     body = raw.decode(errors="replace")
-            kind = self._kind(request.method, path)
+            kind = self._kind(request.method, path, body)
             call = Call(request.method, path, dict(request.query_params), body, kind)
             with self.lock:
                 self.calls.append(call)
@@ -153,7 +168,7 @@ class FakeGraph:
                     del self.calls[0]
                 mode = self.failures[kind].popleft() if self.failures[kind] else None
                 delay = self.delays.get(kind, 0) + random.uniform(0, self.jitter.get(kind, 0))
-                if kind == "send" and self.send_rate_limit and not mode and self._over_rate(
+                if kind in SEND_API and self.send_rate_limit and not mode and self._over_rate(
                         call.query.get("access_token", "")):
                     mode = "rate_limit"
             if delay:
@@ -200,11 +215,16 @@ class FakeGraph:
                     pass
                 await asyncio.sleep(0.25)
 
-    def _kind(self, method: str, path: str) -> str:
+    def _kind(self, method: str, path: str, body: Any = None) -> str:
         if path == "me/messages":
-            return "send"
+            return "sender_action" if isinstance(body, dict) and "sender_action" in body \
+                else "send"
+        if path.endswith("/message_attachments"):
+            return "upload"
         if path == "me/accounts":
             return "accounts"
+        if path.removeprefix("me/") in THREAD_CONTROL:
+            return path.removeprefix("me/")
         if path.endswith("/subscribed_apps"):
             return "subscribe" if method == "POST" else "unsubscribe"
         if "/" not in path and method == "GET":
@@ -219,10 +239,24 @@ class FakeGraph:
             if page is None:
                 return JSONResponse(FAILURES["bad_token"][1], status_code=400)
             recipient = (call.json or {}).get("recipient", {}).get("id")
+            if call.kind == "sender_action":  # as Meta: the recipient, no message id
+                if call.json.get("sender_action") not in SENDER_ACTIONS or "message" in call.json:
+                    return JSONResponse(FAILURES["bad_param"][1], status_code=400)
+                return JSONResponse({"recipient_id": recipient})
+            if not self._known_attachment(call.json, token):
+                return JSONResponse(FAILURES["bad_param"][1], status_code=400)
             mid = self.mids.popleft() if self.mids else f"m_fake_{next(self.next_mid)}"
             return JSONResponse({"recipient_id": recipient, "message_id": mid})
+        if call.kind == "upload" and method == "POST":
+            return self._upload(token, call)
         if path == "me/accounts" and method == "GET":
             return self._accounts(token, call.query)
+        if path.removeprefix("me/") in THREAD_CONTROL and method == "POST":
+            if not any(p["token"] == token for p in self.pages.values()):
+                return JSONResponse(FAILURES["bad_token"][1], status_code=400)
+            if not str((call.json or {}).get("recipient", {}).get("id", "")).isdigit():
+                return JSONResponse(FAILURES["bad_param"][1], status_code=400)
+            return JSONResponse({"success": True})
         if len(parts) == 2 and parts[1] == "subscribed_apps":
             page = self.pages.get(parts[0])
             if page is None or page["token"] != token:
@@ -239,6 +273,34 @@ class FakeGraph:
                 return JSONResponse({"id": parts[0], **self.profiles[parts[0]]})
         return JSONResponse(FAILURES["bad_param"][1], status_code=400)
 
+    def _upload(self, token: str, call: Call) -> JSONResponse:
+        """Attachment Upload API: `message` (JSON: attachment type, is_reusable) and `filedata`
+        (the file) as multipart form fields; answers the attachment_id."""
+        page_id = next((pid for pid, p in self.pages.items() if p["token"] == token), None)
+        if page_id is None:
+            return JSONResponse(FAILURES["bad_token"][1], status_code=400)
+        form = call.json if isinstance(call.json, dict) else {}
+        attachment = (form.get("message") or {}).get("attachment") or {}
+        filedata = form.get("filedata")
+        if attachment.get("type") not in ("image", "video", "audio", "file") or not filedata:
+            return JSONResponse(FAILURES["bad_param"][1], status_code=400)
+        attachment_id = str(next(self.next_attachment_id))
+        with self.lock:
+            self.attachments[attachment_id] = {
+                "page": page_id, "type": attachment["type"], "data": filedata.pop("data"),
+                "reusable": bool((attachment.get("payload") or {}).get("is_reusable")),
+                **filedata}
+        return JSONResponse({"attachment_id": attachment_id})
+
+    def _known_attachment(self, body: Any, token: str) -> bool:
+        """A send naming an attachment_id names one uploaded for its page (as Meta requires)."""
+        attachment = ((body or {}).get("message") or {}).get("attachment")
+        payload = attachment.get("payload") if isinstance(attachment, dict) else None
+        if not isinstance(payload, dict) or "attachment_id" not in payload:
+            return True
+        known = self.attachments.get(str(payload["attachment_id"]))
+        return known is not None and self.pages.get(known["page"], {}).get("token") == token
+
     def _accounts(self, token: str, query: dict[str, str]) -> JSONResponse:
         if token not in self.users:
             return JSONResponse(FAILURES["bad_token"][1], status_code=400)
@@ -253,6 +315,23 @@ class FakeGraph:
             # Meta's `next` is an absolute URL; the gateway follows the cursor instead.
             body["paging"]["next"] = "https://graph.example.invalid/me/accounts?after=x"
         return JSONResponse(body)
+
+
+async def _form(request: Request) -> dict[str, Any]:
+    """A multipart call's fields: JSON ones read, a file as its name, type, size and bytes."""
+    fields: dict[str, Any] = {}
+    async with request.form() as form:
+        for name, value in form.multi_items():
+            if isinstance(value, str):
+                try:
+                    fields[name] = json.loads(value)
+                except ValueError:
+                    fields[name] = value
+            else:
+                data = await value.read()
+                fields[name] = {"filename": value.filename, "content_type": value.content_type,
+                                "size": len(data), "data": data}
+    return fields
 
 
 class FakeGraphServer:

@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, fields
 from typing import Any
 
-from pymongo import DESCENDING
+from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from gateway.domain import ContactCard, Page
@@ -121,6 +121,30 @@ class ContactRepo:
         return Page(items=items, cursors=cursors, has_more=len(docs) > size,
                     previous_cursor=cursor, total=total,
                     end_cursor=_cursor(last) if isinstance(last, str) else None)
+
+    async def page_before(self, cursor: str | None, size: int) -> Page:
+        """The `size` cards just before `cursor` in `page`'s order (the oldest without one),
+        newest first, with `page`'s cursors: the same index, read the other way."""
+        query: dict[str, Any] = {"sort_key": {"$gt": _after(cursor)}} if cursor else {}
+        docs = await self.c.find(query).sort("sort_key", ASCENDING).limit(size + 1).to_list()
+        total = await self.total()
+        shown = docs[:size][::-1]
+        items: list[ContactCard] = []
+        cursors: list[str] = []
+        for doc in shown:
+            if (card := _contact(doc)) is not None:
+                items.append(card)
+                cursors.append(_cursor(str(doc.get("sort_key"))))
+        first = shown[0].get("sort_key") if shown else None
+        start = _cursor(first) if isinstance(first, str) else None
+        return Page(items=items, cursors=cursors, has_more=cursor is not None,
+                    previous_cursor=(start or (cursors[0] if cursors else None))
+                    if len(docs) > size else None,
+                    total=total, start_cursor=start)
+
+    async def many(self, ids: list[str]) -> dict[str, ContactCard]:
+        docs = await self.c.find({"_id": {"$in": list(set(ids))}}).to_list()
+        return {card.id: card for doc in docs if (card := _contact(doc)) is not None}
 
     async def change(self, contact_id: str,
                      apply: Callable[[ContactCard], ContactCard]) -> ContactCard | None:

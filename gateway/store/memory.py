@@ -14,9 +14,9 @@ from __future__ import annotations
 import builtins
 import copy
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar, cast
+from typing import Any, BinaryIO, TypeVar, cast
 
 from gateway.domain import (
     Channel,
@@ -28,11 +28,15 @@ from gateway.domain import (
     FetchState,
     InboundEvent,
     Message,
+    MessageEdit,
+    Optin,
     Page,
     Reaction,
+    Referral,
     SenderType,
     Tag,
     TagColor,
+    ThreadOwner,
     Webhook,
     new_id,
 )
@@ -55,13 +59,25 @@ from gateway.filters import (
 from gateway.store.contacts import _after, _cursor, sort_key
 from gateway.store.lucene import NUMBER
 from gateway.store.mongo import (
+    MAX_OPTINS,
     PARKED_AT,
     Position,
     conversations_of,
     decode_position,
     encode_cursor,
 )
-from gateway.store.ports import DELIVERED, FAILED, QUEUED, Delivery, Job, Note
+from gateway.store.ports import (
+    DELIVERED,
+    FAILED,
+    PARKED_EDIT_MS,
+    PARKED_EDITS_MAX,
+    QUEUED,
+    Attachment,
+    Delivery,
+    Job,
+    Note,
+    ParkedEdit,
+)
 
 T = TypeVar("T")
 _MESSAGE_CURSOR = re.compile(r"(.*)~([1-9][0-9]{0,8})", flags=re.DOTALL)
@@ -79,6 +95,29 @@ def _after_position(items: Iterable[T], key: Callable[[T], tuple[int, str]], sta
     if start.value is not None and start.item_id is not None:
         ordered = [item for item in ordered if key(item) < (start.value, start.item_id)]
     return ordered[start.skip:start.skip + limit]
+
+
+def _before_position(items: Iterable[T], key: Callable[[T], tuple[int, str]], end: Position,
+                     limit: int) -> list[T]:
+    """Up to `limit` items before `end` in descending `key` order, nearest first, as
+    `gateway.store.mongo.read_before` reads them."""
+    ordered = sorted(items, key=key, reverse=True)
+    if end.value is not None and end.item_id is not None:
+        ordered = [item for item in ordered if key(item) > (end.value, end.item_id)]
+    elif end.skip:
+        ordered = ordered[:end.skip]
+    return ordered[::-1][:limit]
+
+
+def _page_before(items: list[T], size: int, cursor_of: Callable[[T], str], before: str | None,
+                 total: int) -> Page:
+    """A backward page of the first `size` of `items` (nearest first, one more than the page
+    holds), in the list's order."""
+    shown = items[:size][::-1]
+    cursors = [cursor_of(item) for item in shown]
+    return Page(items=_copy(shown), cursors=cursors, has_more=before is not None,
+                previous_cursor=cursors[0] if len(items) > size and cursors else None,
+                total=total, start_cursor=cursors[0] if cursors else None)
 
 
 def _page(items: list[T], size: int, cursor_of: Callable[[T], str], previous: str | None,
@@ -184,6 +223,8 @@ class MemoryConversations:
     def __init__(self, counters: MemoryCounters, channels: MemoryChannels) -> None:
         self.items: dict[str, Conversation] = {}
         self.counted: dict[str, set[str]] = {}  # the messages each conversation counted
+        # opt-ins' tokens by (conversation, type, payload); never on a Conversation
+        self.optin_tokens: dict[tuple[str, str, str | None], str] = {}
         self.counters = counters
         self.channels = channels
 
@@ -270,8 +311,37 @@ class MemoryConversations:
             setattr(target, name, value)
         return True
 
+    async def set_thread_owner(self, conversation_id: str, owner: ThreadOwner) -> bool:
+        return await self.set_fields(conversation_id, {"thread_owner": _copy(owner)})
+
     async def mark_read(self, conversation_id: str) -> bool:
         return await self.set_fields(conversation_id, {"unread_count": 0})
+
+    async def refer(self, conversation_id: str, referral: Referral) -> bool:
+        conversation = self.items.get(conversation_id)
+        if conversation is None or (conversation.referral is not None
+                                    and conversation.referral.updated_at > referral.updated_at):
+            return False
+        conversation.referral = _copy(referral)
+        return True
+
+    async def add_optin(self, conversation_id: str, optin: Optin, token: str | None) -> bool:
+        conversation = self.items.get(conversation_id)
+        if conversation is None:
+            return False
+        key = (conversation_id, optin.type, optin.payload)
+        same = [o for o in conversation.optins if (o.type, o.payload) == key[1:]]
+        if same and same[0].updated_at > optin.updated_at:
+            return False
+        if token:
+            self.optin_tokens[key] = token
+        kept = [o for o in conversation.optins if o not in same][-(MAX_OPTINS - 1):]
+        conversation.optins = [*kept, replace(optin, has_token=key in self.optin_tokens)]
+        return True
+
+    async def optin_token(self, conversation_id: str, type: str, payload: str | None
+                          ) -> str | None:
+        return self.optin_tokens.get((conversation_id, type, payload))
 
     async def tag(self, conversation_id: str, tag_id: str) -> bool:
         conversation = self.items.get(conversation_id)
@@ -290,6 +360,24 @@ class MemoryConversations:
             await self.untag(conversation_id, tag_id)
 
     async def page(self, where: ConversationFilter, cursor: str | None, size: int) -> Page:
+        found, total = await self._found(where)
+        start = decode_position(cursor) if cursor else Position()
+        items = _after_position(found, lambda c: (c.last_message_at, c.id), start, size + 1)
+        return _page(items, size, lambda c: encode_cursor(c.last_message_at, c.id), cursor,
+                     total)
+
+    async def page_before(self, where: ConversationFilter, cursor: str | None, size: int
+                          ) -> Page:
+        found, total = await self._found(where)
+        end = decode_position(cursor) if cursor else Position()
+        end = Position(end.value, end.item_id) if end.value is not None else end
+        items = _before_position(found, lambda c: (c.last_message_at, c.id), end, size + 1)
+        return _page_before(items, size, lambda c: encode_cursor(c.last_message_at, c.id),
+                            cursor, total)
+
+    async def _found(self, where: ConversationFilter) -> tuple[list[Conversation], int]:
+        """The conversations that match, and the total a page gives (as the MongoDB store
+        counts it)."""
         query = self._with_channels(where.query) if where.query is not None else None
         found = [c for c in self.items.values()
                  if _listed(c, where) and (query is None or holds(query, c))]
@@ -302,10 +390,10 @@ class MemoryConversations:
             total = sum(counts.values())
         else:
             total = len(found)
-        start = decode_position(cursor) if cursor else Position()
-        items = _after_position(found, lambda c: (c.last_message_at, c.id), start, size + 1)
-        return _page(items, size, lambda c: encode_cursor(c.last_message_at, c.id), cursor,
-                     total)
+        return found, total
+
+    async def many(self, ids: list[str]) -> dict[str, Conversation]:
+        return {i: _copy(self.items[i]) for i in ids if i in self.items}
 
     def _with_channels(self, expr: Expr) -> Expr:
         """`source` terms read as the channels of those sources (connected or not)."""
@@ -462,6 +550,14 @@ class MemoryMessages:
         items = _after_position(messages, lambda m: (m.sent_at, m.id), start, size + 1)
         return _page(items, size, lambda m: m.id, cursor, total)
 
+    async def page_before(self, conversation_id: str, cursor: str | None, size: int,
+                          total: int) -> Page:
+        messages = [m for m in self.items.values() if m.conversation_id == conversation_id]
+        end = self._start(messages, cursor) if cursor else Position()
+        end = Position(end.value, end.item_id) if end.value is not None else end
+        items = _before_position(messages, lambda m: (m.sent_at, m.id), end, size + 1)
+        return _page_before(items, size, lambda m: m.id, cursor, total)
+
     def _start(self, messages: list[Message], cursor: str) -> Position:
         by_id = {m.id: m for m in messages}
         after, skip = by_id.get(cursor), 0
@@ -526,6 +622,20 @@ class MemoryMessages:
             return False
         message.reaction = cast(Reaction | None, _copy(reaction))
         self.reaction_at[message.id] = at
+        return True
+
+    async def edit(self, mid: str, text: str | None, num_edit: int, at: int) -> bool | None:
+        message = self._by_mid(mid)
+        if message is None:
+            return None
+        if message.edit_count >= num_edit:
+            return False
+        inner = message.content.get("message")
+        holder: dict[str, Any] = inner if isinstance(inner, dict) else message.content
+        message.edits.append(MessageEdit(text=cast(str | None, holder.get("text")),
+                                         edited_at=at))
+        holder["text"] = text
+        message.edit_count = num_edit
         return True
 
     def _ours(self, conversation_id: str) -> Iterable[Message]:
@@ -613,15 +723,60 @@ class MemoryEvents:
         return [_copy(event) for _, event in sorted(due, key=lambda d: d[0])[:limit]]
 
 
+class MemoryParkedEdits:
+    def __init__(self) -> None:
+        self.items: dict[str, tuple[ParkedEdit, int]] = {}  # by mid: the edit, when parked
+
+    async def park(self, edit: ParkedEdit, now: int) -> bool:
+        self.items = {mid: kept for mid, kept in self.items.items()
+                      if kept[1] >= now - PARKED_EDIT_MS}
+        stored = self.items.get(edit.mid)
+        if stored is None and len(self.items) >= PARKED_EDITS_MAX:
+            return False
+        if stored is None or stored[0].num_edit < edit.num_edit:
+            self.items[edit.mid] = (_copy(edit), now)
+        return True
+
+    async def take(self, mids: builtins.list[str]) -> builtins.list[ParkedEdit]:
+        return [self.items.pop(mid)[0] for mid in dict.fromkeys(mids) if mid in self.items]
+
+
+class MemoryAttachments:
+    def __init__(self) -> None:
+        self.items: dict[str, tuple[Attachment, bytes]] = {}
+        self.meta_ids: dict[tuple[str, str], str] = {}  # (attachment, page) -> Meta's id
+
+    async def save(self, attachment: Attachment, source: BinaryIO) -> None:
+        self.items[attachment.id] = (_copy(attachment), source.read())
+
+    async def get(self, attachment_id: str) -> Attachment | None:
+        kept = self.items.get(attachment_id)
+        return _copy(kept[0]) if kept else None
+
+    async def read(self, attachment_id: str) -> bytes | None:
+        kept = self.items.get(attachment_id)
+        return kept[1] if kept else None
+
+    async def meta_id(self, attachment_id: str, page_id: str) -> str | None:
+        return self.meta_ids.get((attachment_id, page_id))
+
+    async def keep_meta_id(self, attachment_id: str, page_id: str, meta_id: str) -> None:
+        self.meta_ids.setdefault((attachment_id, page_id), meta_id)
+
+
 class MemoryJobs:
     def __init__(self) -> None:
         self.items: dict[str, Job] = {}
         self.next_at: dict[str, int] = {}
+        self.groups: dict[str, str] = {}
 
-    async def add(self, job_id: str, at: int, data: dict[str, Any] | None = None) -> None:
+    async def add(self, job_id: str, at: int, data: dict[str, Any] | None = None,
+                  due: int | None = None, group: str | None = None) -> None:
         if job_id not in self.items:
             self.items[job_id] = Job(id=job_id, attempts=0, created_at=at, data=_copy(data or {}))
-            self.next_at[job_id] = at
+            self.next_at[job_id] = at if due is None else due
+            if group is not None:
+                self.groups[job_id] = group
 
     async def claim(self, now: int, lease_ms: int) -> Job | None:
         """The most overdue job, taken for `lease_ms`."""
@@ -632,13 +787,24 @@ class MemoryJobs:
         self.next_at[job_id] = now + lease_ms
         return _copy(self.items[job_id])
 
-    async def claim_many(self, now: int, lease_ms: int, limit: int) -> list[Job]:
-        """Up to `limit` of the most overdue jobs, oldest first, taken for `lease_ms`."""
-        due = sorted((job_id for job_id, at in self.next_at.items() if at <= now),
-                     key=self.next_at.__getitem__)[:limit]  # ties: in the order queued
-        for job_id in due:
+    async def claim_many(self, now: int, lease_ms: int, limit: int,
+                         busy: Collection[str] = ()) -> list[Job]:
+        """Up to `limit` of the most overdue jobs, oldest first, at most one of each group and
+        none of the `busy` groups, taken for `lease_ms`."""
+        taken: list[str] = []
+        groups: set[str | None] = set()
+        for job_id in sorted((job_id for job_id, at in self.next_at.items() if at <= now),
+                             key=self.next_at.__getitem__):  # ties: in the order queued
+            group = self.groups.get(job_id)
+            if group is not None and (group in busy or group in groups):
+                continue
+            groups.add(group)
+            taken.append(job_id)
+            if len(taken) == limit:
+                break
+        for job_id in taken:
             self.next_at[job_id] = now + lease_ms
-        return [_copy(self.items[job_id]) for job_id in due]
+        return [_copy(self.items[job_id]) for job_id in taken]
 
     async def park(self, job_id: Any, reason: str) -> None:
         if job_id in self.next_at:
@@ -651,6 +817,11 @@ class MemoryJobs:
         if job_id in self.items:
             self.items[job_id].data.pop(key, None)
 
+    async def release(self, job_id: str, at: int, key: str) -> None:
+        if job_id in self.items:
+            self.items[job_id].data.pop(key, None)
+            self.next_at[job_id] = at
+
     async def retry_at(self, job_id: str, at: int, attempts: int) -> None:
         if job_id in self.items:
             self.next_at[job_id], self.items[job_id].attempts = at, attempts
@@ -658,6 +829,7 @@ class MemoryJobs:
     async def done(self, job_id: str) -> None:
         self.items.pop(job_id, None)
         self.next_at.pop(job_id, None)
+        self.groups.pop(job_id, None)
 
 
 # --- outgoing webhooks --------------------------------------------------------------------------
@@ -690,6 +862,9 @@ class MemoryWebhooks:
             values = {"last_success_at": at} if error is None else \
                 {"last_error": error, "last_error_at": at}
             self.items[webhook_id] = replace(self.items[webhook_id], **values)
+
+    async def many(self, ids: builtins.list[str]) -> dict[str, Webhook]:
+        return {i: _copy(self.items[i]) for i in ids if i in self.items}
 
     async def list(self, subscribed_only: bool = False) -> builtins.list[Webhook]:
         found = [w for w in self.items.values() if w.subscribed or not subscribed_only]
@@ -790,6 +965,16 @@ class MemoryContacts:
         return _page(cards[:size + 1], size, lambda c: _cursor(sort_key(c)), cursor,
                      len(self.items))
 
+    async def page_before(self, cursor: str | None, size: int) -> Page:
+        end = _after(cursor) if cursor else None
+        cards = sorted((c for c in self.items.values() if end is None or sort_key(c) > end),
+                       key=sort_key)
+        return _page_before(cards[:size + 1], size, lambda c: _cursor(sort_key(c)), cursor,
+                            len(self.items))
+
+    async def many(self, ids: list[str]) -> dict[str, ContactCard]:
+        return {i: _copy(self.items[i]) for i in ids if i in self.items}
+
     async def change(self, contact_id: str, apply: Callable[[ContactCard], ContactCard]
                      ) -> ContactCard | None:
         if contact_id not in self.items:
@@ -830,6 +1015,7 @@ class MemoryStore:
         self.conversations = MemoryConversations(self.counters, self.channels)
         self.messages = MemoryMessages()
         self.events = MemoryEvents()
+        self.parked_edits = MemoryParkedEdits()
         self.tags = MemoryTags()
         self.webhooks = MemoryWebhooks()
         self.deliveries = MemoryDeliveries()
@@ -837,6 +1023,7 @@ class MemoryStore:
         self.contacts = MemoryContacts()
         self.outbox = MemoryJobs()
         self.profile_jobs = MemoryJobs()
+        self.attachments = MemoryAttachments()
 
     async def merge_user_data(self, subject: str, owner_id: str, data: dict[str, Any]
                               ) -> dict[str, Any] | None:

@@ -27,7 +27,7 @@ import builtins
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -53,21 +53,27 @@ from gateway.domain import (
     FetchState,
     InboundEvent,
     Message,
+    MessageEdit,
+    Optin,
     Page,
+    Referral,
     SenderType,
     Tag,
     TagColor,
+    ThreadOwner,
+    Webhook,
     clamp_ms,
     new_id,
 )
 from gateway.errors import Conflict, InvalidInput
 from gateway.store import lucene
+from gateway.store.attachments import AttachmentRepo
 from gateway.store.contacts import ContactRepo, to_contact
 from gateway.store.documents import Malformed, Unreadable, convert, read, read_all, validate
-from gateway.store.ports import Job, Note
+from gateway.store.ports import PARKED_EDIT_MS, PARKED_EDITS_MAX, Job, Note, ParkedEdit
 from gateway.store.queries import count, eq
 from gateway.store.secrets import TokenCipher
-from gateway.store.webhooks import DeliveryRepo, FeedPositions, WebhookRepo
+from gateway.store.webhooks import DeliveryRepo, FeedPositions, WebhookRepo, to_webhook
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +117,7 @@ INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, Any]]] = [
     ("events", [("processed", ASCENDING), ("received_at", ASCENDING)], {}),
     ("contacts", [("sort_key", DESCENDING)], {"unique": True}),
     ("contact_links", [("contact_id", ASCENDING)], {}),
+    ("parked_edits", [("parked_at", ASCENDING)], {}),
 ]
 
 
@@ -183,16 +190,22 @@ class Store:
     def __init__(
         self, client: AsyncMongoClient, database: str, cipher: TokenCipher | None = None,
         writes: Writes | None = None, losses: Losses | None = None,
+        live: Callable[[], bool] = lambda: False,
     ) -> None:
         self.client = client
         self.db = client[database]
         self.writes = writes or Writes()  # this process's writes, for caches to forget
         self.losses = losses or Losses()  # how often the server was lost, for change streams
-        self.channels = ChannelRepo(self.db.channels, cipher or TokenCipher())
+        # `live`: every change any process makes is seen here (the bus's streams are open), so
+        # what is read may be kept until a change says otherwise (KnownChannels).
+        self.channels = ChannelRepo(self.db.channels, cipher or TokenCipher(),
+                                    KnownChannels(live))
         self.counters = CounterRepo(self.db.counters)
-        self.conversations = ConversationRepo(self.db.conversations, self.counters)
+        self.conversations = ConversationRepo(self.db.conversations, self.counters,
+                                              cipher or TokenCipher())
         self.messages = MessageRepo(self.db.messages)
-        self.events = EventRepo(self.db.events)
+        self.events = EventRepo(self.db.events, cipher or TokenCipher())
+        self.parked_edits = ParkedEditRepo(self.db.parked_edits)
         self.tags = TagRepo(self.db.tags)
         self.webhooks = WebhookRepo(self.db.webhooks)
         self.deliveries = DeliveryRepo(self.db.webhook_deliveries)
@@ -202,18 +215,20 @@ class Store:
         self.outbox = JobRepo(self.db.outbox, subjects=(self.db.messages, _to_message))
         self.profile_jobs = JobRepo(self.db.profile_jobs,
                                     subjects=(self.db.conversations, _to_conversation))
+        self.attachments = AttachmentRepo(self.db)
 
     @classmethod
     async def connect(
         cls, url: str, database: str, *, timeout_ms: int = 10_000,
-        cipher: TokenCipher | None = None,
+        cipher: TokenCipher | None = None, live: Callable[[], bool] = lambda: False,
     ) -> Store:
         writes, losses = Writes(), Losses()
         client: AsyncMongoClient = AsyncMongoClient(
             url, serverSelectionTimeoutMS=timeout_ms, tz_aware=True, uuidRepresentation="standard",
             event_listeners=[writes, losses],
         )
-        store = cls(client, database, cipher, writes, losses)
+        store = cls(client, database, cipher, writes, losses, live)
+        writes.watch(store.channels.known.changed)
         await store.ping()
         await store.ensure_indexes()
         await store.count_stored_messages()
@@ -337,6 +352,54 @@ async def read_after(collection, query: dict[str, Any], field: str, start: Posit
     return docs[start.skip:wanted]
 
 
+async def read_before(collection, query: dict[str, Any], field: str, end: Position,
+                      limit: int) -> list[Doc]:
+    """Up to `limit` documents of `query` that come before `end` in descending (field, _id)
+    order, nearest first: read_after's lookups with the sort reversed (the same indexes, read
+    the other way). Without a position, from the bottom of the list; a position that is only a
+    skip from the top ends the list after that many documents."""
+    order = [(field, ASCENDING), ("_id", ASCENDING)]
+    if end.value is None or end.item_id is None:
+        if not end.skip:
+            return await collection.find(query).sort(order).limit(limit).to_list()
+        top = await collection.find(query).sort(
+            [(field, DESCENDING), ("_id", DESCENDING)]).limit(end.skip).to_list()
+        return top[::-1][:limit]
+    ties = await collection.find({**query, field: eq(end.value)}).sort(
+        "_id", ASCENDING).to_list()
+    docs = [doc for doc in ties if isinstance(doc["_id"], str) and doc["_id"] > end.item_id]
+    if len(docs) < limit:
+        docs += await collection.find({**query, field: {"$gt": end.value}}).sort(
+            order).limit(limit - len(docs)).to_list()
+    return docs[:limit]
+
+
+def _paged_before(collection: str, docs: list[Doc], size: int, to: Callable[[Doc], Any],
+                  field: str, cursor_of: Callable[[Position], str], before: str | None,
+                  total: int) -> Page:
+    """A backward page of the first `size` of `docs` (read by read_before, nearest first, one
+    more than the page holds), in the list's order: the cursors are those a forward page gives
+    the same items, so both directions meet at the same cursors."""
+    shown, beyond = docs[:size][::-1], docs[size:]
+    # Each item's cursor is its position as the forward read from above the page reaches it.
+    position = Position().past(beyond[0], field) if beyond else Position()
+    above = position
+    items: list[Any] = []
+    cursors: list[str] = []
+    for doc in shown:
+        position = position.past(doc, field)
+        item = read(collection, doc, to)
+        if item is not None:
+            items.append(item)
+            cursors.append(cursor_of(position))
+    # Going further back starts above the first document read (readable or not).
+    first = Position().past(shown[0], field) if shown else above
+    start = cursor_of(first) if first.value is not None else None
+    return Page(items=items, cursors=cursors, has_more=before is not None,
+                previous_cursor=(start or (cursors[0] if cursors else None)) if beyond else None,
+                total=total, start_cursor=start)
+
+
 def _paged(collection: str, docs: list[Doc], size: int, to: Callable[[Doc], Any], field: str,
            start: Position, cursor_of: Callable[[Position], str], previous: str | None,
            total: int) -> Page:
@@ -360,10 +423,52 @@ def _paged(collection: str, docs: list[Doc], size: int, to: Callable[[Doc], Any]
 # --- channels -------------------------------------------------------------------------------
 
 
+class KnownChannels:
+    """The channels read lately, kept while every change to `channels` is seen: this process's
+    writes (`Writes`) and other processes' (the bus's change stream, `live` while it is open)
+    each forget them all, as they empty the query cache. Channels are few and rarely change,
+    and nearly every request reads one (a page of conversations, a send, a webhook POST)."""
+
+    LIMIT = 1000  # channels kept at most; past it, all are forgotten
+
+    def __init__(self, live: Callable[[], bool]) -> None:
+        self.live = live
+        self.generation = 0  # moves on each change: a read across one is not kept
+        self._by_id: dict[str, Channel] = {}
+        self._by_page: dict[str, str] = {}
+
+    def changed(self, collection: str | None) -> None:
+        if collection is None or collection == "channels":
+            self.generation += 1
+            self._by_id.clear()
+            self._by_page.clear()
+
+    def get(self, channel_id: str) -> Channel | None:
+        channel = self._by_id.get(channel_id) if self.live() else None
+        return replace(channel) if channel else None  # a copy: callers may change theirs
+
+    def of_page(self, page_id: str) -> Channel | None:
+        channel_id = self._by_page.get(page_id)
+        return self.get(channel_id) if channel_id else None
+
+    def keep(self, channels: Iterable[Channel], generation: int) -> None:
+        """Keep channels read since `generation`, unless something changed meanwhile."""
+        if generation != self.generation or not self.live():
+            return
+        for channel in channels:
+            if len(self._by_id) >= self.LIMIT:
+                self.changed(None)
+                return
+            self._by_id[channel.id] = replace(channel)
+            self._by_page[channel.source_channel_id] = channel.id
+
+
 class ChannelRepo:
-    def __init__(self, collection, cipher: TokenCipher) -> None:
+    def __init__(self, collection, cipher: TokenCipher,
+                 known: KnownChannels | None = None) -> None:
         self.c = collection
         self.cipher = cipher
+        self.known = known or KnownChannels(live=lambda: False)
 
     def _channel(self, doc: Doc | None) -> Channel | None:
         channel = _channel(doc)
@@ -375,14 +480,36 @@ class ChannelRepo:
         return [channel for doc in docs if (channel := self._channel(doc))]
 
     async def get(self, channel_id: str) -> Channel | None:
-        return self._channel(await self.c.find_one({"_id": channel_id}))
+        if (channel := self.known.get(channel_id)) is not None:
+            return channel
+        generation = self.known.generation
+        channel = self._channel(await self.c.find_one({"_id": channel_id}))
+        self.known.keep([channel] if channel else [], generation)
+        return channel
 
     async def by_page(self, page_id: str) -> Channel | None:
-        return self._channel(await self.c.find_one({"source_channel_id": eq(page_id)}))
+        if (channel := self.known.of_page(page_id)) is not None:
+            return channel
+        generation = self.known.generation
+        channel = self._channel(await self.c.find_one({"source_channel_id": eq(page_id)}))
+        self.known.keep([channel] if channel else [], generation)
+        return channel
 
     async def many(self, ids: list[str]) -> dict[str, Channel]:
-        docs = await self.c.find({"_id": {"$in": list(set(ids))}}).to_list()
-        return {channel.id: channel for channel in self._channels(docs)}
+        found: dict[str, Channel] = {}
+        missing = []
+        for channel_id in set(ids):
+            if (channel := self.known.get(channel_id)) is not None:
+                found[channel_id] = channel
+            else:
+                missing.append(channel_id)
+        if missing:
+            generation = self.known.generation
+            docs = await self.c.find({"_id": {"$in": missing}}).to_list()
+            read = self._channels(docs)
+            self.known.keep(read, generation)
+            found |= {channel.id: channel for channel in read}
+        return found
 
     async def ids_of_source(self, source: str) -> list[str]:
         """Every channel of a source, connected or not (their conversations stay listed)."""
@@ -512,9 +639,11 @@ def conversations_of(channel_id: str) -> str:
 
 
 class ConversationRepo:
-    def __init__(self, collection, counters: CounterRepo) -> None:
+    def __init__(self, collection, counters: CounterRepo, cipher: TokenCipher | None = None
+                 ) -> None:
         self.c = collection
         self.counters = counters
+        self.cipher = cipher or TokenCipher()  # opt-ins' notification-messages tokens
 
     async def get(self, conversation_id: str) -> Conversation | None:
         return _conversation(await self.c.find_one({"_id": conversation_id}))
@@ -694,9 +823,52 @@ class ConversationRepo:
         result = await self.c.update_one({"_id": conversation_id}, {"$set": values})
         return result.matched_count == 1
 
+    async def set_thread_owner(self, conversation_id: str, owner: ThreadOwner) -> bool:
+        return await self.set_fields(conversation_id, {"thread_owner": asdict(owner)})
+
     async def mark_read(self, conversation_id: str) -> bool:
         result = await self.c.update_one({"_id": conversation_id}, {"$set": {"unread_count": 0}})
         return result.matched_count == 1
+
+    async def refer(self, conversation_id: str, referral: Referral) -> bool:
+        """Keep `referral` as the conversation's latest, unless a later one is kept already."""
+        doc = await self.c.find_one({"_id": conversation_id}, {"referral": 1})
+        if doc is None or _later(doc.get("referral"), referral.updated_at):
+            return False
+        return await self._keep(conversation_id, {"referral": asdict(referral)})
+
+    async def add_optin(self, conversation_id: str, optin: Optin, token: str | None) -> bool:
+        """Keep `optin` in place of the conversation's opt-in of the same type and payload,
+        unless that one is later; its token sealed (an opt-in without one keeps the token the
+        earlier had, e.g. one that stops notifications)."""
+        doc = await self.c.find_one({"_id": conversation_id}, {"optins": 1})
+        if doc is None:
+            return False
+        stored = [item for item in _listed(doc.get("optins")) if isinstance(item, Mapping)]
+        same = [item for item in stored
+                if (item.get("type"), item.get("payload")) == (optin.type, optin.payload)]
+        if same and _later(same[0], optin.updated_at):
+            return False
+        sealed = self.cipher.seal(token) if token else (same[0].get("token") if same else None)
+        item = {**asdict(optin), "has_token": bool(sealed), "token": sealed}
+        kept = [i for i in stored if i not in same][-(MAX_OPTINS - 1):] + [item]
+        return await self._keep(conversation_id, {"optins": kept})
+
+    async def _keep(self, conversation_id: str, values: dict[str, Any]) -> bool:
+        """$set `values`, every JSON type kept as it is (see keeping_types)."""
+        result = await self.c.update_one({"_id": conversation_id},
+                                         keeping_types({"$set": values}))
+        return result.matched_count == 1
+
+    async def optin_token(self, conversation_id: str, type: str, payload: str | None
+                          ) -> str | None:
+        """The notification-messages token of an opt-in, opened; for the Send API only."""
+        doc = await self.c.find_one({"_id": conversation_id}, {"optins": 1})
+        for item in _listed((doc or {}).get("optins")):
+            if isinstance(item, Mapping) and (item.get("type"), item.get("payload")) == (
+                    type, payload) and isinstance(item.get("token"), str):
+                return self.cipher.open(item["token"]) or None
+        return None
 
     async def tag(self, conversation_id: str, tag_id: str) -> bool:
         return await self.set_fields(conversation_id, {f"tags.{tag_id}": ""})
@@ -730,6 +902,27 @@ class ConversationRepo:
                 read_after(self.c, query, "last_message_at", start, size + 1))
         return _paged("conversations", docs, size, _to_conversation, "last_message_at", start,
                       lambda p: encode_cursor(p.value, p.item_id, p.skip), cursor, total)
+
+    async def page_before(self, where: ConversationFilter, cursor: str | None, size: int
+                          ) -> Page:
+        """The `size` conversations just before `cursor` in `page`'s order (the last ones
+        without), in that order; the same cursors as `page`, with the count `page` gives."""
+        if where.query is not None:
+            where = replace(where, query=await lucene.with_channels(where.query,
+                                                                    self.c.database.channels))
+        query = _conversation_query(where)
+        end = decode_position(cursor) if cursor else Position()
+        # what a cursor skips lies after its document: nothing before it is skipped
+        end = Position(end.value, end.item_id) if end.value is not None else end
+        total, docs = await asyncio.gather(
+            self._total(where, query),
+            read_before(self.c, query, "last_message_at", end, size + 1))
+        return _paged_before("conversations", docs, size, _to_conversation, "last_message_at",
+                             lambda p: encode_cursor(p.value, p.item_id, p.skip), cursor, total)
+
+    async def many(self, ids: list[str]) -> dict[str, Conversation]:
+        docs = await self.c.find({"_id": {"$in": list(set(ids))}}).to_list()
+        return {c.id: c for c in read_all("conversations", docs, _to_conversation)}
 
     async def _total(self, where: ConversationFilter, query: dict[str, Any]) -> int:
         """How many conversations match: from the channels' counts when only channels narrow
@@ -826,7 +1019,53 @@ def _to_conversation(doc: Doc) -> Conversation:
         "unread_count": doc.get("unread_count", 0), "message_count": doc.get("message_count", 0),
         "last_message_id": doc.get("last_message_id"),
         "tag_ids": sorted(tags), "user_data": doc.get("user_data") or {},
+        "referral": _tolerant(Referral, doc.get("referral")),
+        "optins": [optin for item in _listed(doc.get("optins"))
+                   if (optin := _tolerant(Optin, _public(item))) is not None],
+        "thread_owner": _thread_owner(doc.get("thread_owner")),
     })
+
+
+def _thread_owner(value: Any) -> ThreadOwner | None:
+    """The stored thread owner; one that cannot be read is not known (None), and the
+    conversation stays readable."""
+    if not isinstance(value, Mapping):
+        return None
+    try:
+        return validate(ThreadOwner, value)
+    except ValueError:
+        return None
+
+
+# A conversation keeps its last opt-ins, one per (type, payload): a page has a few topics.
+MAX_OPTINS = 20
+
+
+def _tolerant(kind: Any, value: Any) -> Any:
+    """A stored referral or opt-in; one that cannot be read is left out (None), and the
+    conversation stays readable."""
+    if not isinstance(value, Mapping):
+        return None
+    try:
+        return validate(kind, value)
+    except ValueError:
+        return None
+
+
+def _public(item: Any) -> Any:
+    """A stored opt-in without its sealed token (which never leaves the store)."""
+    return {k: v for k, v in item.items() if k != "token"} if isinstance(item, Mapping) else None
+
+
+def _listed(value: Any) -> list[Any]:
+    """A stored list; anything else as none."""
+    return value if isinstance(value, list) else []
+
+
+def _later(stored: Any, at: int) -> bool:
+    """Is the stored referral or opt-in later than `at`?"""
+    when = stored.get("updated_at") if isinstance(stored, Mapping) else None
+    return isinstance(when, int) and when > at
 
 
 # --- messages -------------------------------------------------------------------------------
@@ -887,6 +1126,18 @@ class MessageRepo:
         docs = await read_after(self.c, query, "sent_at", start, size + 1)
         return _paged("messages", docs, size, _to_message, "sent_at", start, _message_cursor,
                       cursor, total)
+
+    async def page_before(self, conversation_id: str, cursor: str | None, size: int,
+                          total: int) -> Page:
+        """The `size` messages just before `cursor` (a message id, as `page` hands out) in
+        `page`'s order, newest first (the oldest ones without a cursor)."""
+        query: dict[str, Any] = {"conversation_id": eq(conversation_id)}
+        end = await self._start(conversation_id, cursor) if cursor else Position()
+        # what a cursor skips lies after its message: nothing before it is skipped
+        end = Position(end.value, end.item_id) if end.value is not None else end
+        docs = await read_before(self.c, query, "sent_at", end, size + 1)
+        return _paged_before("messages", docs, size, _to_message, "sent_at", _message_cursor,
+                             cursor, total)
 
     async def _start(self, conversation_id: str, cursor: str) -> Position:
         def anchor(message_id: str):
@@ -959,6 +1210,27 @@ class MessageRepo:
         )
         return doc is not None
 
+    async def edit(self, mid: str, text: str | None, num_edit: int, at: int) -> bool | None:
+        """The person's edit of message `mid`: its text replaced where Meta's shape has it, the
+        earlier text kept. None: no such message; False: this edit, or a later, is applied."""
+        for _ in range(EDIT_TRIES):  # another process may apply another edit at the same time
+            doc = await self.c.find_one({"mid": eq(mid)})
+            if doc is None:
+                return None
+            message = _message(doc)
+            if message is None or message.edit_count >= num_edit:
+                return False
+            earlier, path = _text_of(message.content)
+            # The count as stored: absent in messages stored before edits were kept.
+            count_now = eq(message.edit_count) if "edit_count" in doc else {"$exists": False}
+            result = await self.c.update_one(
+                {"_id": doc["_id"], "edit_count": count_now},
+                keeping_types({"$set": {path: text, "edit_count": num_edit},
+                               "$push": {"edits": {"text": earlier, "edited_at": at}}}))
+            if result.modified_count:
+                return True
+        return False
+
     async def react(self, mid: str, reaction: dict[str, Any] | None, at: int) -> bool:
         """Set (or clear) the reaction on a message, unless a later reaction is recorded."""
         result = await self.c.update_one(
@@ -1008,6 +1280,16 @@ def _message_doc(message: Message) -> dict[str, Any]:
     return doc
 
 
+EDIT_TRIES = 3
+
+
+def _text_of(content: Mapping[str, Any]) -> tuple[Any, str]:
+    """A message's text and its path: `message.text` of a Messenger event, else `text`."""
+    if isinstance(content.get("message"), Mapping):
+        return content["message"].get("text"), "content.message.text"
+    return content.get("text"), "content.text"
+
+
 _MESSAGE_CURSOR = re.compile(r"(.*)~([1-9][0-9]{0,8})", flags=re.DOTALL)
 
 
@@ -1032,6 +1314,9 @@ def _to_message(doc: Doc) -> Message:
         "read_by_contact": doc.get("read_by_contact") or False,
         "kind": doc.get("kind", "message"), "send_options": doc.get("send_options"),
         "suggestions": doc.get("suggestions") or {}, "user_data": doc.get("user_data") or {},
+        "edit_count": doc.get("edit_count") or 0,
+        "edits": [edit for edit in _listed(doc.get("edits"))
+                  if _tolerant(MessageEdit, edit) is not None],
     })
 
 
@@ -1137,10 +1422,12 @@ def _merge_paths(existing: Any, data: dict[str, Any], prefix: str):
 
 
 class EventRepo:
-    """Every event a source sent, once: the durable record a webhook call is answered after."""
+    """Every event a source sent, once: the durable record a webhook call is answered after.
+    An opt-in's token (`secret`) is kept sealed, as page tokens are."""
 
-    def __init__(self, collection) -> None:
+    def __init__(self, collection, cipher: TokenCipher | None = None) -> None:
         self.c = collection
+        self.cipher = cipher or TokenCipher()
 
     async def record(self, events: list[InboundEvent], at: int) -> list[InboundEvent]:
         """Store the events; return those still to be applied (new, or stored but not applied).
@@ -1151,7 +1438,8 @@ class EventRepo:
             return []
         unique = {event.key: event for event in events}
         docs = [
-            {**_event_doc(event), "received_at": at, "processed": event.invalid is not None}
+            {**_event_doc(event), "secret": self.cipher.seal(event.secret or "") or None,
+             "received_at": at, "processed": event.invalid is not None}
             for event in unique.values()
         ]
         duplicates: list[str] = []
@@ -1180,7 +1468,9 @@ class EventRepo:
         events: list[InboundEvent] = []
         for doc in docs:
             try:
-                events.append(convert("events", doc, _to_event))
+                event = convert("events", doc, _to_event)
+                event.secret = self.cipher.open(event.secret) if event.secret else None
+                events.append(event)
             except Unreadable as exc:
                 await self.c.update_one({"_id": doc["_id"]}, {"$set": {
                     "processed": True, "invalid": f"cannot be read: {exc.reason}"}})
@@ -1200,7 +1490,48 @@ def _event_doc(event: InboundEvent) -> dict[str, Any]:
 def _to_event(doc: Doc) -> InboundEvent:
     values = {name: doc.get(name) for name in _EVENT_FIELDS if name != "key"}
     values["mids"] = values["mids"] or []
+    values["standby"] = bool(values["standby"])  # absent before handover was read
     return validate(InboundEvent, {"key": doc["_id"], **values})
+
+
+# --- edits of messages not stored yet -------------------------------------------------------
+
+
+class ParkedEditRepo:
+    """Edits of messages not stored (yet): Meta may send an edit before its message, or for one
+    sent before the page was connected. One per mid (the latest edit), until the message comes:
+    at most PARKED_EDITS_MAX, each for PARKED_EDIT_MS; past either, an edit is dropped."""
+
+    def __init__(self, collection) -> None:
+        self.c = collection
+
+    async def park(self, edit: ParkedEdit, now: int) -> bool:
+        """Keep `edit` for its message; False: dropped (too many parked)."""
+        await self.c.delete_many({"parked_at": {"$lt": now - PARKED_EDIT_MS}})
+        doc = {"_id": edit.mid, "text": edit.text, "num_edit": edit.num_edit, "at": edit.at,
+               "parked_at": now}
+        try:
+            if await count(self.c, {"parked_at": {"$gte": 0}}) >= PARKED_EDITS_MAX:
+                return False
+            await self.c.insert_one(doc)
+        except DuplicateKeyError:  # an edit of the same message is parked: keep the later
+            await self.c.update_one({"_id": edit.mid, "num_edit": {"$lt": edit.num_edit}},
+                                    {"$set": doc})
+        return True
+
+    async def take(self, mids: list[str]) -> list[ParkedEdit]:
+        """The parked edits of these messages (now stored), no longer parked."""
+        if not mids:
+            return []
+        docs = await self.c.find({"_id": {"$in": list(dict.fromkeys(mids))}}).to_list()
+        if docs:
+            await self.c.delete_many({"_id": {"$in": [doc["_id"] for doc in docs]}})
+        return read_all("parked_edits", docs, _to_parked_edit)
+
+
+def _to_parked_edit(doc: Doc) -> ParkedEdit:
+    return validate(ParkedEdit, {"mid": doc["_id"], "text": doc.get("text"),
+                                 "num_edit": doc.get("num_edit"), "at": doc.get("at")})
 
 
 # --- work queues ----------------------------------------------------------------------------
@@ -1214,6 +1545,10 @@ def _to_job(doc: Doc) -> Job:
 PARKED_AT = 2**62  # the `next_at` of a parked job: never due
 
 
+# claim_many reads this many times its limit of due jobs, to find as many of different groups.
+CLAIM_LOOK_AHEAD = 2
+
+
 class JobRepo:
     """Durable work with leases: any process may take a due job, one process at a time.
 
@@ -1225,10 +1560,16 @@ class JobRepo:
         self.c = collection
         self.subjects = subjects  # the collection of what the jobs are about, and its converter
 
-    async def add(self, job_id: str, at: int, data: dict[str, Any] | None = None) -> None:
+    async def add(self, job_id: str, at: int, data: dict[str, Any] | None = None,
+                  due: int | None = None, group: str | None = None) -> None:
+        """Queue a job made at `at`, due then or at `due`; jobs of one `group` (a send's
+        conversation) are taken one at a time by `claim_many`."""
+        doc: dict[str, Any] = {"_id": job_id, "next_at": at if due is None else due,
+                               "attempts": 0, "created_at": at, "data": data or {}}
+        if group is not None:
+            doc["group"] = group
         try:
-            await self.c.insert_one({"_id": job_id, "next_at": at, "attempts": 0,
-                                     "created_at": at, "data": data or {}})
+            await self.c.insert_one(doc)
         except DuplicateKeyError:
             pass  # queued already
 
@@ -1248,11 +1589,23 @@ class JobRepo:
             except Unreadable as exc:
                 await self.park(doc["_id"], exc.reason)
 
-    async def claim_many(self, now: int, lease_ms: int, limit: int) -> list[Job]:
-        """Take up to `limit` of the most overdue jobs for `lease_ms`, oldest first: two round
-        trips when no other process takes the same jobs at once (three when one does)."""
-        docs = await self.c.find({"next_at": {"$lte": now}}).sort("next_at", ASCENDING) \
-            .limit(limit).to_list(limit)
+    async def claim_many(self, now: int, lease_ms: int, limit: int,
+                         busy: Collection[str] = ()) -> list[Job]:
+        """Take up to `limit` of the most overdue jobs for `lease_ms`, oldest first, at most one
+        of each group and none of the `busy` groups (those are left as they are, due): two
+        round trips when no other process takes the same jobs at once (three when one does)."""
+        query: dict[str, Any] = {"next_at": {"$lte": now}}
+        if busy:
+            query["group"] = {"$nin": list(busy)}
+        found = await self.c.find(query).sort("next_at", ASCENDING) \
+            .limit(limit * CLAIM_LOOK_AHEAD).to_list(None)
+        docs, groups = [], set()
+        for doc in found:
+            group = doc.get("group")
+            if group is None or group not in groups:
+                docs.append(doc)
+                groups.add(group)
+        docs = docs[:limit]
         if not docs:
             return []
         ids, token = [doc["_id"] for doc in docs], new_id()
@@ -1289,6 +1642,11 @@ class JobRepo:
         """Remove `key` from the job's data."""
         await self.c.update_one({"_id": job_id}, {"$unset": {f"data.{key}": ""}})
 
+    async def release(self, job_id: str, at: int, key: str) -> None:
+        """Remove `key` from the job's data and make it due at `at`, in one update."""
+        await self.c.update_one({"_id": job_id},
+                                {"$unset": {f"data.{key}": ""}, "$set": {"next_at": at}})
+
     async def retry_at(self, job_id: str, at: int, attempts: int) -> None:
         await self.c.update_one({"_id": job_id}, {"$set": {"next_at": at, "attempts": attempts}})
 
@@ -1302,7 +1660,7 @@ class JobRepo:
 # and what each carries, is declared in `gateway.changes`.
 CONVERTERS: dict[type, Callable[[Doc], Any]] = {
     Message: _to_message, Conversation: _to_conversation, Channel: _to_channel, Tag: _to_tag,
-    ContactCard: to_contact,
+    ContactCard: to_contact, Webhook: to_webhook,
 }
 WATCHED: dict[str, Callable[[Doc], Any]] = {
     name: CONVERTERS[kind] for name, kind in registry.WATCHED.items()
@@ -1319,6 +1677,7 @@ class Change:
     resume_token: Any
     # Why the document the write left cannot be read (it was warned about); value is None.
     unreadable: str | None = None
+    key: Any = None  # the document's _id: what a deletion names
 
 
 async def check_change_streams(store: Store) -> None:
@@ -1384,7 +1743,9 @@ async def changes(
                         pause = min(pause * 2, IDLE_PAUSE_SECONDS[1])
                     continue
                 pause = IDLE_PAUSE_SECONDS[0]
-                document = change.get("fullDocument")
+                # A deletion carries no document (nx-27017 hands back the one deleted).
+                document = None if change["operationType"] == "delete" else \
+                    change.get("fullDocument")
                 if document is None and not deletes:  # deleted before the lookup
                     continue
                 value, unreadable = None, None
@@ -1394,6 +1755,6 @@ async def changes(
                     except Unreadable as exc:
                         unreadable = str(exc)
                 yield Change(collection, change["operationType"], value, stream.resume_token,
-                             unreadable)
+                             unreadable, (change.get("documentKey") or {}).get("_id"))
     finally:
         store.writes.unwatch(wake)

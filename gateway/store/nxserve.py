@@ -167,13 +167,15 @@ class Work:
         self.scanned_sql: dict[str, str] = {}  # table -> the last statement that scanned it
         self.by_shape: collections.Counter[str] = collections.Counter()  # shape -> steps
         self.current = ""  # the shape of the statement running now
+        self.commands: collections.Counter[str] = collections.Counter()  # "find messages" -> n
 
     def answer(self) -> dict[str, Any]:
         with self.lock:
             top = self.by_shape.most_common(40)
             return {"ok": 1, "steps": self.steps * STEP_UNIT, "statements": self.statements,
                     "scans": dict(self.scans), "scannedSql": dict(self.scanned_sql),
-                    "shapes": [[shape, steps * STEP_UNIT] for shape, steps in top]}
+                    "shapes": [[shape, steps * STEP_UNIT] for shape, steps in top],
+                    "commands": dict(self.commands)}  # round trips, by command_shape
 
 
 _FILLED_BY = re.compile(r"^\s*CREATE\b.*?\bAS\s+(SELECT\b)", re.IGNORECASE | re.DOTALL)
@@ -191,6 +193,20 @@ _LITERALS = re.compile(r"'(?:[^']|'')*'|\b\d+\b")
 def shape(sql: str) -> str:
     """A statement with its literals replaced by `?`: the same query with other values."""
     return _LITERALS.sub("?", " ".join(sql.split()))[:400]
+
+
+def command_shape(body: dict[str, Any], sections: list[tuple[str, Any]]) -> str:
+    """A round trip by command, collection and, for a write, the fields its first statement
+    selects by: `update conversations (_id, last_message_at)`."""
+    name, subject = next(iter(body.items()))
+    shape_ = f"{name} {subject}" if isinstance(subject, str) else name
+    field = {"update": "updates", "delete": "deletes"}.get(name)
+    if field:
+        statements = body.get(field) or [
+            doc for kind, part in sections if kind == "payload" for doc in part.get(field, [])]
+        if statements and isinstance(statements[0].get("q"), dict):
+            shape_ += f" ({', '.join(sorted(statements[0]['q']))})"
+    return shape_
 
 
 class MeasuringHandler(Handler):
@@ -243,6 +259,9 @@ class MeasuringHandler(Handler):
         body = next((doc for kind, doc in msg["sections"] if kind == "body"), None)
         if isinstance(body, dict) and WORK_COMMAND in body:
             return msg["request_id"], self.work.answer()
+        if isinstance(body, dict) and body:
+            with self.work.lock:
+                self.work.commands[command_shape(body, msg["sections"])] += 1
         return super().handle_command(msg)
 
 

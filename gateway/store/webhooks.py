@@ -38,10 +38,14 @@ class WebhookRepo:
     async def get(self, webhook_id: str) -> Webhook | None:
         return _webhook(await self.c.find_one({"_id": webhook_id}))
 
+    async def many(self, ids: list[str]) -> dict[str, Webhook]:
+        docs = await self.c.find({"_id": {"$in": list(set(ids))}}).to_list()
+        return {w.id: w for w in read_all("webhooks", docs, to_webhook)}
+
     async def list(self, subscribed_only: bool = False) -> list[Webhook]:
         query = {"subscribed": eq(True)} if subscribed_only else {}
         docs = await self.c.find(query).sort("created_at", ASCENDING).to_list()
-        return read_all("webhooks", docs, _to_webhook)
+        return read_all("webhooks", docs, to_webhook)
 
     async def exists(self, webhook_id: str) -> bool:
         """Whether a webhook of that id is stored (readable or not)."""
@@ -74,10 +78,10 @@ def _webhook_doc(webhook: Webhook) -> dict[str, Any]:
 
 def _webhook(doc: Mapping[str, Any] | None) -> Webhook | None:
     """The webhook a document holds; None: none, or unreadable (skipped with a warning)."""
-    return read("webhooks", doc, _to_webhook)
+    return read("webhooks", doc, to_webhook)
 
 
-def _to_webhook(doc: Mapping[str, Any]) -> Webhook:
+def to_webhook(doc: Mapping[str, Any]) -> Webhook:
     return validate(Webhook, {
         "id": doc["_id"], "url": doc.get("url"), "name": doc.get("name"),
         "events": doc.get("events") or [], "headers": doc.get("headers") or {},

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from gateway import retry
 from gateway.config import Settings
 from gateway.domain import Channel, now_ms
-from gateway.errors import InvalidInput, UpstreamError
+from gateway.errors import Forbidden, InvalidInput, UpstreamError
 from gateway.signals import Running, Signals
 from gateway.store.ports import Job, JobsPort, StorePort
 
@@ -36,6 +36,13 @@ class GraphApi(Protocol):
         self, token: str, recipient_id: str, message: Any, *,
         messaging_type: str = "RESPONSE", tag: str | None = None,
     ) -> str: ...
+    async def upload_attachment(self, token: str, type: str, filename: str, content_type: str,
+                                data: bytes) -> str: ...
+    async def thread_control(
+        self, action: str, token: str, recipient_id: str, *,
+        target_app_id: str | None = None, metadata: str | None = None,
+    ) -> None: ...
+    async def sender_action(self, token: str, recipient_id: str, action: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,22 @@ def backoff(settings: Settings, attempts: int) -> float:
 def lease_ms(settings: Settings) -> int:
     """How long a taken job is left alone: longer than any Graph API call it makes."""
     return int((settings.graph_api_timeout * 2 + 5) * 1000)
+
+
+def token_refused_message(channel: Channel) -> str:
+    """What a send through a channel whose page token Meta refused is told: how to fix it."""
+    return (f"Meta refused the page token of channel {channel.id} (page "
+            f"{channel.source_channel_id}): connect the page again with a new page token "
+            "(channels.facebook.connect or connectFacebookChannel)")
+
+
+def check_can_send(channel: Channel | None) -> Channel:
+    """A connected channel whose page token Meta still takes; else Forbidden naming the fix."""
+    if channel is None or not channel.connected:
+        raise Forbidden("the conversation's channel is disconnected")
+    if not channel.token_valid:
+        raise Forbidden(token_refused_message(channel))
+    return channel
 
 
 async def note_token_refusal(store: StorePort, channel: Channel, exc: UpstreamError) -> None:

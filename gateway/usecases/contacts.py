@@ -54,10 +54,18 @@ class Contacts(UseCase):
         await self.store.contacts.insert_many(cards)
         return cards
 
-    async def page(self, cursor: str | None = None, page_size: int = 20) -> Page:
-        """Newest first."""
+    async def page(self, cursor: str | None = None, page_size: int = 20,
+                   backward: bool = False) -> Page:
+        """Newest first; `backward`: the page before `cursor` (the last page without one)."""
         check_page_size(page_size)
+        if backward:
+            return await self.store.contacts.page_before(cursor, page_size)
         return await self.store.contacts.page(cursor, page_size)
+
+    async def by_ids(self, ids: list[str]) -> list[ContactCard | None]:
+        """For DataLoaders: one query for any number of ids, answers in the order asked."""
+        found = await self.store.contacts.many(ids)
+        return [found.get(i) for i in ids]
 
     async def get(self, contact_id: str) -> ContactCard:
         card = await self.store.contacts.get(contact_id)

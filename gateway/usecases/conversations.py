@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 
 from gateway.domain import (
+    Conversation,
     ConversationFilter,
     ConversationView,
     Page,
@@ -17,6 +19,7 @@ from gateway.errors import (
     NotFound,
 )
 from gateway.usecases.base import (
+    Deps,
     UseCase,
     check_page_size,
 )
@@ -33,11 +36,16 @@ async def _nothing() -> dict:
 class Conversations(UseCase):
     """Conversations and what a list shows beside each (channel, last message)."""
 
+    def __init__(self, deps: Deps, on_read: Callable[[str], None] | None = None) -> None:
+        super().__init__(deps)
+        self._on_read = on_read  # told of each conversation read (sender actions: mark_seen)
+
     async def page(
         self, channel_id: str | None = None, cursor: str | None = None, page_size: int = 20,
-        where: ConversationFilter | None = None,
+        where: ConversationFilter | None = None, backward: bool = False,
     ) -> Page:
-        """Newest activity first, each with its channel and last message; `where` narrows."""
+        """Newest activity first, each with its channel and last message; `where` narrows.
+        `backward`: the page before `cursor` (the last page without one)."""
         check_page_size(page_size)
         where = replace(where) if where else ConversationFilter()
         check_storable([where.state, where.display_name, where.source, where.channel_ids,
@@ -53,7 +61,8 @@ class Conversations(UseCase):
             of_source = await self.store.channels.ids_of_source(where.source)
             chosen = where.channel_ids if where.channel_ids is not None else of_source
             where.channel_ids = [c for c in chosen if c in of_source]
-        page = await self.store.conversations.page(where, cursor, page_size)
+        page = await (self.store.conversations.page_before if backward
+                      else self.store.conversations.page)(where, cursor, page_size)
         views = await self._views(page.items)
         by_id = dict(zip([c.id for c in page.items], page.cursors, strict=True))
         return replace(page, items=views, cursors=[by_id[v.conversation.id] for v in views])
@@ -65,9 +74,16 @@ class Conversations(UseCase):
             raise NotFound(f"conversation {conversation_id} not found")
         return views[0]
 
+    async def by_ids(self, ids: list[str]) -> list[Conversation | None]:
+        """For DataLoaders: one query for any number of ids, answers in the order asked."""
+        found = await self.store.conversations.many(ids)
+        return [found.get(i) for i in ids]
+
     async def mark_read(self, conversation_id: str) -> None:
         if not await self.store.conversations.mark_read(conversation_id):
             raise NotFound(f"conversation {conversation_id} not found")
+        if self._on_read is not None:
+            self._on_read(conversation_id)
 
     async def update_contact(self, conversation_id: str, display_name: str) -> None:
         """Name the contact by hand; `refetch_contact` takes Meta's name again."""

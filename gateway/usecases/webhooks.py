@@ -104,6 +104,13 @@ class Webhooks(UseCase):
             raise NotFound(f"webhook {webhook_id} not found")
         return webhook, await self.store.deliveries.queued(webhook_id)
 
+    async def by_ids(self, ids: list[str]) -> list[tuple[Webhook, int] | None]:
+        """For DataLoaders: one query for any number of ids (and each one's queue count),
+        answers in the order asked."""
+        found = await self.store.webhooks.many(ids)
+        return [(found[i], await self.store.deliveries.queued(i)) if i in found else None
+                for i in ids]
+
     async def all(self) -> list[tuple[Webhook, int]]:
         return [(w, await self.store.deliveries.queued(w.id))
                 for w in await self.store.webhooks.list()]

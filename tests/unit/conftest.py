@@ -46,8 +46,10 @@ PAGE_TOKEN = "page-token"
 GRAPH_URL = "http://graph.unit.invalid/v21.0"  # never resolved: the transport is in-process
 # A retry waits 50 to 100 ms: longer than a pass takes (so that one pass tries a job once), short
 # enough for a test to wait for it.
+# Sends wait for `deliver_due` (no send starts inside `messages.send`): the tests of the
+# sender step through its queue; those of sends started at once turn it on.
 SETTINGS = {"FACEBOOK_APP_ID": APP_ID, "RETRY_BASE_SECONDS": "0.1",
-            "RETRY_MAX_SECONDS": "0.1", "SEND_MAX_ATTEMPTS": "3"}
+            "RETRY_MAX_SECONDS": "0.1", "SEND_MAX_ATTEMPTS": "3", "SEND_AT_ONCE": "0"}
 RETRY_DUE = 0.12  # seconds: longer than any backoff with SETTINGS
 STORES = ("nx-27017", "memory")
 
@@ -55,6 +57,8 @@ STORES = ("nx-27017", "memory")
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "only_store(name, reason): run the test on that store of the rig only")
+    config.addinivalue_line(
+        "markers", "settings(**env): the rig's settings, these changed (names as in the env)")
 
 
 @pytest.fixture(scope="session")
@@ -150,7 +154,9 @@ async def rig(request: pytest.FixtureRequest, store_url: str) -> AsyncIterator[R
         store = MemoryStore()
     else:
         store = await Store.connect(store_url, f"unit_{uuid.uuid4().hex[:12]}", timeout_ms=5000)
-    rig = Rig(store, FakeGraph(url=GRAPH_URL), Settings.from_env(SETTINGS))
+    changed = request.node.get_closest_marker("settings")
+    rig = Rig(store, FakeGraph(url=GRAPH_URL),
+              Settings.from_env({**SETTINGS, **(changed.kwargs if changed else {})}))
     try:
         yield rig
     finally:

@@ -310,3 +310,86 @@ async def test_a_message_waiting_for_a_retry_holds_the_newer_ones_of_its_convers
     states = {m.id: m.state for m in await rig.messages(conversation_id)}
     assert states[first.id] is states[second.id] is DeliveryState.DELIVERED
     assert elsewhere.id not in states
+
+
+# --- sends started at once, in the process that took them -------------------------------------
+
+
+@pytest.mark.settings(SEND_AT_ONCE="1")
+async def test_a_send_starts_at_once_without_the_sender_worker(rig: Rig):
+    conversation_id = await a_conversation(rig)
+
+    sent = await rig.uc.messages.send(conversation_id, {"text": "at once"})
+    await rig.uc.messages.drain()  # no deliver_due: nothing took it from the queue
+
+    [message] = [m for m in await rig.messages(conversation_id) if m.id == sent.id]
+    assert message.state is DeliveryState.DELIVERED
+    assert [c.json["message"]["text"] for c in rig.fake.calls_of("send")] == ["at once"]
+    # Its job is done: a pass of the sender finds nothing to send, and nothing goes twice.
+    assert await rig.uc.messages.deliver_due() == 0
+    assert len(rig.fake.calls_of("send")) == 1
+    # Counted once, as a send through the queue is.
+    assert (await rig.store.conversations.get(conversation_id)).message_count == 2
+
+
+@pytest.mark.settings(SEND_AT_ONCE="1")
+async def test_sends_started_at_once_keep_each_conversations_order(rig: Rig):
+    await rig.connect()
+    people = [str(5100 + n) for n in range(4)]
+    conversations = {p: (await rig.write(p, "hi")).conversation.id for p in people}
+    rig.fake.jitter["send"] = 0.01  # answers come back in any order
+    for n in range(5):
+        for person in people:  # the first of each conversation starts at once, the rest queue
+            await rig.uc.messages.send(conversations[person], {"text": f"{person} {n}"})
+
+    for _ in range(20):
+        await rig.uc.messages.deliver_due()
+        await rig.uc.messages.drain()
+        if len(rig.fake.calls_of("send")) == 20:
+            break
+        await asyncio.sleep(0.3)  # a send behind one under way looks again after BEHIND_MS
+
+    calls = rig.fake.calls_of("send")
+    assert len({c.json["message"]["metadata"] for c in calls}) == len(calls) == 20
+    for person in people:
+        texts = [c.json["message"]["text"] for c in calls if c.json["recipient"]["id"] == person]
+        assert texts == [f"{person} {n}" for n in range(5)]
+
+
+@pytest.mark.settings(SEND_AT_ONCE="1")
+async def test_a_send_started_at_once_left_unfinished_is_sent_by_the_queue_once(rig: Rig):
+    conversation_id = await a_conversation(rig)
+    rig.running.stopping = True  # a process stopping hands nothing over: the queue has it
+    sent = await rig.uc.messages.send(conversation_id, {"text": "queued"})
+    assert rig.fake.calls_of("send") == []
+    rig.running.stopping = False
+
+    assert await rig.uc.messages.deliver_due() == 1
+
+    [message] = [m for m in await rig.messages(conversation_id) if m.id == sent.id]
+    assert message.state is DeliveryState.DELIVERED
+    assert len(rig.fake.calls_of("send")) == 1
+
+
+@pytest.mark.settings(SEND_AT_ONCE="1")
+async def test_sends_made_at_once_to_one_conversation_go_out_in_order_without_waiting(rig: Rig):
+    """A send is not started at once while an older one to its conversation is being stored
+    beside it: started, the newer would find the older still pending and wait behind it."""
+    conversation_id = await a_conversation(rig)
+
+    sent = await asyncio.gather(*(rig.uc.messages.send(conversation_id, {"text": f"m{n}"})
+                                  for n in range(6)))
+    passes = 0
+    while len(rig.fake.calls_of("send")) < 6 and passes < 100:
+        await rig.uc.messages.deliver_due()
+        await rig.uc.messages.drain()
+        await asyncio.sleep(0.005)  # sends in one millisecond are given the next ones
+        passes += 1
+
+    states = {m.id: m.state for m in await rig.messages(conversation_id)}
+    assert [states[m.id] for m in sent] == [DeliveryState.DELIVERED] * 6
+    # None waited behind an older one (BEHIND_MS, 250 ms, when it does).
+    assert passes * 0.005 < 0.2
+    sent_at = {m.content["text"]: m.sent_at for m in sent}  # sends in one moment may tie
+    times = [sent_at[c.json["message"]["text"]] for c in rig.fake.calls_of("send")]
+    assert len(times) == 6 and times == sorted(times)

@@ -12,6 +12,7 @@ host and port, below its path, plain segments only): an id such as `http://elsew
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any
@@ -27,15 +28,17 @@ log = logging.getLogger(__name__)
 # Messenger webhook fields the app subscribes a page to (the ones Airy subscribes to).
 SUBSCRIBED_FIELDS = (
     "messages,messaging_postbacks,message_echoes,message_deliveries,message_reads,"
-    "message_reactions,messaging_referrals,messaging_optins,standby,messaging_handovers"
+    "message_reactions,messaging_referrals,messaging_optins,standby,messaging_handovers,"
+    "message_edits"
 )
 
 # Graph error codes that say "try again later": unknown/service errors, throttling and rate limits.
 TRANSIENT_CODES = frozenset({1, 2, 4, 17, 32, 341, 613, 80001, 80006})
 # `channels.facebook.explore` reads at most this many pages of `/me/accounts` (100 pages each).
 MAX_PAGES = 50
+THREAD_CONTROL_ACTIONS = ("pass_thread_control", "take_thread_control", "request_thread_control")
 # Every path segment this client asks for below the base URL: `me`, `accounts`, `messages`,
-# `subscribed_apps` and ids of digits.
+# `subscribed_apps`, the thread control actions and ids of digits.
 PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9_]+")
 
 
@@ -137,6 +140,50 @@ class GraphClient:
             raise UpstreamUnavailable("the Send API answered without a message_id")
         return message_id
 
+    async def upload_attachment(self, token: str, type: str, filename: str, content_type: str,
+                                data: bytes) -> str:
+        """Attachment Upload API: the file goes to Meta once, as multipart `filedata`, marked
+        reusable; returns Meta's `attachment_id` (valid for this page only)."""
+        message = {"attachment": {"type": type, "payload": {"is_reusable": True}}}
+        answer = await self._call(
+            "POST", "me/message_attachments", token,
+            form={"message": json.dumps(message)},
+            files={"filedata": (filename, data, content_type)},
+        )
+        attachment_id = answer.get("attachment_id")
+        if not isinstance(attachment_id, str) or not attachment_id:
+            raise UpstreamUnavailable("the Attachment Upload API answered without an "
+                                      "attachment_id")
+        return attachment_id
+
+    async def thread_control(
+        self, action: str, token: str, recipient_id: str, *,
+        target_app_id: str | None = None, metadata: str | None = None,
+    ) -> None:
+        """Handover protocol: `/me/<action>` for one person's thread, where `action` is
+        pass_thread_control (to `target_app_id`), take_thread_control or
+        request_thread_control."""
+        if action not in THREAD_CONTROL_ACTIONS:
+            raise ValueError(f"not a thread control action: {action}")
+        if not is_graph_id(recipient_id):
+            raise UpstreamRefused("the recipient id is not a Graph API id (1 to 32 digits)")
+        body: dict[str, Any] = {"recipient": {"id": recipient_id}}
+        if target_app_id is not None:
+            if not is_graph_id(target_app_id):
+                raise UpstreamRefused("the target app id is not a Graph API id")
+            body["target_app_id"] = target_app_id
+        if metadata:
+            body["metadata"] = metadata
+        await self._call("POST", f"me/{action}", token, json=body)
+
+    async def sender_action(self, token: str, recipient_id: str, action: str) -> None:
+        """Send API: a sender action (typing_on, typing_off, mark_seen) to the person; Meta
+        answers the recipient only, no message id: it is not a message."""
+        if not is_graph_id(recipient_id):
+            raise UpstreamRefused("the recipient id is not a Graph API id (1 to 32 digits)")
+        await self._call("POST", "me/messages", token,
+                         json={"recipient": {"id": recipient_id}, "sender_action": action})
+
     async def _call(
         self,
         method: str,
@@ -145,9 +192,12 @@ class GraphClient:
         *,
         params: dict[str, str] | None = None,
         json: Any = None,
+        form: dict[str, str] | None = None,
+        files: dict[str, tuple[str, bytes, str]] | None = None,
     ) -> dict[str, Any]:
         query = {**(params or {}), "access_token": token}
-        request = self._http.build_request(method, path, params=query, json=json)
+        request = self._http.build_request(method, path, params=query, json=json, data=form,
+                                           files=files)
         if not self._is_graph_url(request.url):
             raise UpstreamRefused("refused to call a URL outside FACEBOOK_GRAPH_API_URL")
         try:
