@@ -95,13 +95,28 @@ class Outgoing:
         self._seq = 0
         self._hooks: list[Webhook] = []
         self._hooks_at = -HOOKS_TTL_MS
+        self._hooks_stale = True
+        self._hooks_reading = asyncio.Lock()
         self._pruned_at = 0
 
     async def _subscribed(self) -> list[Webhook]:
-        """The subscribed webhooks, read again after HOOKS_TTL_MS, or at once after a change."""
+        """The subscribed webhooks, read again after HOOKS_TTL_MS, or at once after a change.
+
+        One read at a time, for every feed: a feed that asks while another reads waits for
+        that read (or the next, if a change came meanwhile) instead of taking the list it had,
+        and an older read never replaces a newer one."""
         if self.signals.webhooks.take() or now_ms() - self._hooks_at >= HOOKS_TTL_MS:
-            self._hooks = await self.store.webhooks.list(subscribed_only=True)
-            self._hooks_at = now_ms()
+            self._hooks_stale = True
+        if self._hooks_stale:
+            async with self._hooks_reading:
+                if self._hooks_stale:
+                    self._hooks_stale = False  # a change during the read marks it again
+                    try:
+                        self._hooks = await self.store.webhooks.list(subscribed_only=True)
+                    except BaseException:
+                        self._hooks_stale = True
+                        raise
+                    self._hooks_at = now_ms()
         return self._hooks
 
     # --- the feed ---------------------------------------------------------------------------
