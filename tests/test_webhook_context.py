@@ -111,7 +111,12 @@ def test_referrals_from_an_ad_and_from_an_m_me_link(gateway, graph):
         post(gateway, {"sender": {"id": PSID}, "recipient": {"id": page},
                        "timestamp": payloads.ts(), "referral": {
                            "ref": "table-12", "source": "SHORTLINK", "type": "OPEN_THREAD"}})
+        # Other changes to the conversation (its profile fetched) may come first.
         published = ws.next("conversations")["data"]["conversationUpdated"]
+        for _ in range(5):
+            if (published["referral"] or {}).get("ref") == "table-12":
+                break
+            published = ws.next("conversations")["data"]["conversationUpdated"]
         assert published["referral"] == {"ref": "table-12", "source": "SHORTLINK"}
 
     shown = conversation(gateway)
