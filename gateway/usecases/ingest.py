@@ -219,17 +219,22 @@ class Ingest(UseCase):
         if key in self._conversation_ids:
             return self._conversation_ids[key]
         found = await self.store.conversations.find(channel.id, contact)
-        if found is not None:
-            return found.id
-        conversation_id = new_id()  # as _apply_messages makes one: its profile job first
+        return found.id if found is not None else \
+            await self._new_conversation(channel.id, contact, at)
+
+    async def _new_conversation(self, channel_id: str, contact: str, at: int) -> str:
+        """A conversation with a person met for the first time, counted once. Its profile job,
+        queued first, says it is still to be counted until it is: if this stops half-way, the
+        profile worker counts it (once: see CounterRepo)."""
+        conversation_id = new_id()
         await self.store.profile_jobs.add(conversation_id, now_ms(), {UNCOUNTED: True})
         conversation, created = await self.store.conversations.create(
-            conversation_id, channel.id, contact, at)
+            conversation_id, channel_id, contact, at)
         if created:
             await self.store.conversations.count_new(conversation)
             await self.store.profile_jobs.forget(conversation_id, UNCOUNTED)
             self.signals.profiles()
-        else:
+        else:  # another process stored it first: its job is that one's
             await self.store.profile_jobs.done(conversation_id)
         return conversation.id
 
@@ -263,19 +268,8 @@ class Ingest(UseCase):
         for channel, contact, event in people:
             key = (channel.id, contact)
             if key not in conversations:
-                # Its profile job, queued first, says it is still to be counted until it is: if
-                # this stops half-way, the profile worker counts it (once: see CounterRepo).
-                conversation_id = new_id()
-                await self.store.profile_jobs.add(conversation_id, now_ms(), {UNCOUNTED: True})
-                conversation, created = await self.store.conversations.create(
-                    conversation_id, channel.id, contact, event.timestamp)
-                conversations[key] = conversation.id
-                if created:
-                    await self.store.conversations.count_new(conversation)
-                    await self.store.profile_jobs.forget(conversation_id, UNCOUNTED)
-                    self.signals.profiles()
-                else:  # another process stored it first: its job is that one's
-                    await self.store.profile_jobs.done(conversation_id)
+                conversations[key] = await self._new_conversation(channel.id, contact,
+                                                                  event.timestamp)
             message = await self._message_of(channel, conversations[key], event)
             remembered.pop(key, None)
             remembered[key] = conversations[key]  # the newest last
