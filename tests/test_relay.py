@@ -248,7 +248,9 @@ def test_a_backward_page_reads_no_table_whole_and_costs_what_a_forward_one_does(
         for name, ((back_steps, back_scans), (ahead_steps, ahead_scans)) in small.items():
             assert back_steps <= 1.25 * ahead_steps + 1500, report
             # Read in index order as far as the page goes, as forward (a LIMIT stops it).
-            assert back_scans.keys() <= ahead_scans.keys(), report
+            # (The subscribed webhooks are read whole by design, every 5 s, by the outgoing
+            # feed, beside whichever request is measured.)
+            assert back_scans.keys() - {"webhooks"} <= ahead_scans.keys(), report
             assert "messages" not in large[name][1], report
             assert large[name][0] <= 1.25 * back_steps + 1500, report
     finally:
